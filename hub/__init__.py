@@ -1,0 +1,1 @@
+"""nacritan hub: the live backend of a guild's Tactical Interface."""

@@ -1,0 +1,49 @@
+"""`POST /pc/<id>`: the uploader's own profile page."""
+from __future__ import annotations
+
+import msgspec
+
+from parsers.errors import ParseError
+from parsers.types import X, Y, DateTimeText, GameId, ImagePath, Level, Name, ShortText, Stat
+
+
+class Caracs(msgspec.Struct, rename="camel"):
+    pv: Stat | None = None
+    pv_max: Stat | None = None
+    att_m: Stat | None = None
+    def_m: Stat | None = None
+    deg_m: Stat | None = None
+    arm: Stat | None = None
+    mm_m: Stat | None = None
+    pc: Stat | None = None
+
+
+class Profile(msgspec.Struct, rename="camel"):
+    id: GameId
+    name: Name
+    x: X
+    y: Y
+    level: Level | None = None
+    # Unknown until the player has chosen one.
+    race: ShortText | None = None
+    img: ImagePath | None = None
+    dla: DateTimeText | None = None
+    pas: Stat | None = None
+    pos: Stat | None = None
+    xp: Stat | None = None
+    xp_max: Stat | None = None
+    caracs: Caracs = msgspec.field(default_factory=Caracs)
+
+
+_PROFILE = msgspec.json.Decoder(Profile)
+
+
+def decode_profile(body: bytes, *, path_id: int) -> Profile:
+    """Decode a profile and check that it is the one the URL names."""
+    try:
+        profile = _PROFILE.decode(body)
+    except msgspec.MsgspecError as exc:
+        raise ParseError.from_msgspec(exc) from None
+    if profile.id != path_id:
+        raise ParseError(f"body id {profile.id} does not match path id {path_id}", "$.id")
+    return profile

@@ -1,0 +1,99 @@
+"""`POST /view`: the hex tiles around a player and everything standing on them."""
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from parsers.errors import ParseError
+from parsers.types import X, Y, GameId, Level, Name, ShortText, SummonId, Terrain
+
+# Per-list bound on one tile; the per-upload totals are checked in `decode_view`.
+MAX_PER_TILE = 200
+
+
+class Place(msgspec.Struct, rename="camel"):
+    id: GameId
+    name: Name
+    level: Level | None = None
+    # Portals ("Portail ...") have no town.
+    town_id: GameId | None = None
+    town_name: ShortText | None = None
+
+
+class Player(msgspec.Struct, rename="camel"):
+    id: SummonId
+    name: Name
+    level: Level | None = None
+    wounds: ShortText | None = None
+    guild_id: GameId | None = None
+    guild_name: ShortText | None = None
+
+
+class Monster(msgspec.Struct, rename="camel"):
+    id: SummonId
+    name: Name
+    level: Level | None = None
+    wounds: ShortText | None = None
+
+
+class Resource(msgspec.Struct, rename="camel"):
+    name: Name
+    level: Level | None = None
+
+
+class Obj(msgspec.Struct, rename="camel"):
+    id: GameId
+    name: Name
+
+
+class Items(msgspec.Struct, rename="camel"):
+    # Older userscripts omit empty lists, so each defaults to empty.
+    places: Annotated[list[Place], Meta(max_length=MAX_PER_TILE)] = []
+    pcs: Annotated[list[Player], Meta(max_length=MAX_PER_TILE)] = []
+    npcs: Annotated[list[Monster], Meta(max_length=MAX_PER_TILE)] = []
+    resources: Annotated[list[Resource], Meta(max_length=MAX_PER_TILE)] = []
+    objects: Annotated[list[Obj], Meta(max_length=MAX_PER_TILE)] = []
+
+
+class Tile(msgspec.Struct, rename="camel"):
+    x: X
+    y: Y
+    terrain: Terrain = msgspec.field(name="type")
+    items: Items = msgspec.field(default_factory=Items)
+
+
+_VIEW = msgspec.json.Decoder(list[Tile])
+
+
+def decode_view(body: bytes, *, max_tiles: int, max_entities: int) -> list[Tile]:
+    """Decode and validate a view; summoned creatures without an id are dropped."""
+    try:
+        tiles = _VIEW.decode(body)
+    except msgspec.MsgspecError as exc:
+        raise ParseError.from_msgspec(exc) from None
+    if not tiles:
+        raise ParseError("a view needs at least one tile", "$")
+    if len(tiles) > max_tiles:
+        raise ParseError(f"too many tiles: {len(tiles)} > {max_tiles}", "$")
+    seen: set[tuple[int, int]] = set()
+    entities = 0
+    for index, tile in enumerate(tiles):
+        if (tile.x, tile.y) in seen:
+            raise ParseError(f"tile ({tile.x}, {tile.y}) appears twice", f"$[{index}]")
+        seen.add((tile.x, tile.y))
+        items = tile.items
+        if any(p.id is None or p.id == "None" for p in items.pcs):
+            items.pcs = [p for p in items.pcs if isinstance(p.id, int)]
+        if any(m.id is None or m.id == "None" for m in items.npcs):
+            items.npcs = [m for m in items.npcs if isinstance(m.id, int)]
+        entities += (
+            len(items.places) + len(items.pcs) + len(items.npcs)
+            + len(items.resources) + len(items.objects)
+        )
+        if entities > max_entities:
+            raise ParseError(
+                f"too many entities: more than {max_entities} in one view", f"$[{index}].items"
+            )
+    return tiles

@@ -1,0 +1,60 @@
+"""What the store needs from a database: transactions, reads, and its SQL dialect."""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, TypeVar
+
+Row = tuple[Any, ...]
+T = TypeVar("T")
+
+
+class Tx(Protocol):
+    """A connection inside a transaction (or, for reads, in autocommit)."""
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement and return the number of rows it changed."""
+        ...
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run a query and return its rows."""
+        ...
+
+
+class Dialect(Protocol):
+    """The few places where MariaDB and SQLite SQL differ."""
+
+    name: str
+    lock_suffix: str
+
+    def sql(self, text: str) -> str:
+        """Adapt a statement written with `%s` placeholders."""
+        ...
+
+    def upsert(self, table: str, columns: Sequence[str], key: Sequence[str],
+               update: Sequence[str], rows: int, *, keep_known: bool = False) -> str:
+        """A multi-row insert updating `update` columns where the key exists."""
+        ...
+
+    def increment(self, table: str, columns: Sequence[str], key: Sequence[str],
+                  counter: str) -> str:
+        """Insert one row, or add one to `counter` of the existing row."""
+        ...
+
+
+class Backend(Protocol):
+    """A database the store can use: MariaDB through aiomysql, or an SQLite file."""
+
+    dialect: Dialect
+
+    async def write(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """Run `work(tx)` as one transaction: committed if it returns, rolled back if not."""
+        ...
+
+    def read(self) -> AbstractAsyncContextManager[Any]:
+        """A connection for reads that see everything committed so far."""
+        ...
+
+    async def close(self) -> None:
+        """Release every connection; calling it twice is harmless."""
+        ...

@@ -1,0 +1,14 @@
+"""Domain errors the store raises; handlers translate them, never the driver's own."""
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """The database failed the operation; nothing of it was kept."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached now; the same request may succeed later."""
+
+
+class TokenNotFound(Exception):
+    """No token matches the name or prefix given."""

@@ -1,0 +1,140 @@
+"""The MariaDB / MySQL backend on an aiomysql pool."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import aiomysql
+import pymysql
+
+from storage.backend import Row
+from storage.dialects import MySQLDialect
+from storage.errors import StoreError, StoreUnavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Deadlock and lock-wait timeout: the transaction was rolled back and can be rerun.
+_RETRYABLE = {1213, 1205}
+_WRITE_ATTEMPTS = 5
+
+
+def mysql_params(url: str) -> dict[str, Any]:
+    """aiomysql connect() arguments from `mysql://user:pass@host:port/dbname`."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mysql", "mariadb") or not parts.path.strip("/"):
+        raise ValueError("expected mysql://user:pass@host:3306/dbname")
+    return {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 3306,
+        "user": unquote(parts.username or "root"),
+        "password": unquote(parts.password or ""),
+        "db": parts.path.strip("/"),
+    }
+
+
+class _MySQLTx:
+    def __init__(self, cursor: aiomysql.Cursor) -> None:
+        self._cursor = cursor
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        await self._cursor.execute(sql, params or None)
+        return int(self._cursor.rowcount)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        await self._cursor.execute(sql, params or None)
+        return list(await self._cursor.fetchall())
+
+
+class MySQLBackend:
+    """Owns one aiomysql pool; write sessions run READ COMMITTED to avoid gap locks."""
+
+    dialect = MySQLDialect()
+
+    def __init__(self, pool: aiomysql.Pool) -> None:
+        self._pool = pool
+        self._closed = False
+
+    @classmethod
+    async def open(cls, url: str, *, maxsize: int = 10) -> MySQLBackend:
+        """Create the pool lazily: no connection is made until the first query."""
+        pool = await aiomysql.create_pool(
+            minsize=0,
+            maxsize=maxsize,
+            autocommit=True,
+            charset="utf8mb4",
+            connect_timeout=3,
+            pool_recycle=1800,
+            init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            **mysql_params(url),
+        )
+        return cls(pool)
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[aiomysql.Connection]:
+        try:
+            conn = await self._pool.acquire()
+        except (pymysql.err.Error, OSError, asyncio.TimeoutError) as exc:
+            raise StoreUnavailable(f"database unreachable: {exc}") from exc
+        try:
+            yield conn
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError):
+            # A broken connection must not go back to the pool.
+            conn.close()
+            raise
+        finally:
+            self._pool.release(conn)
+
+    async def write(self, work: Callable[[_MySQLTx], Awaitable[T]]) -> T:
+        """Run `work` in one transaction, rerunning it after a deadlock (bounded)."""
+        for attempt in range(1, _WRITE_ATTEMPTS + 1):
+            try:
+                async with self._connection() as conn:
+                    await conn.begin()
+                    try:
+                        async with conn.cursor() as cursor:
+                            result = await work(_MySQLTx(cursor))
+                        await conn.commit()
+                        return result
+                    except BaseException:
+                        if not conn.closed:
+                            try:
+                                await conn.rollback()
+                            except pymysql.err.Error:
+                                conn.close()
+                        raise
+            except pymysql.err.Error as exc:
+                code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+                if code in _RETRYABLE and attempt < _WRITE_ATTEMPTS:
+                    log.info("transaction rolled back (%s), retry %d", code, attempt)
+                    await asyncio.sleep(random.uniform(0.005, 0.02) * attempt)
+                    continue
+                raise _translate(exc) from exc
+        raise AssertionError("unreachable")
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[_MySQLTx]:
+        """A pooled connection in autocommit: each query sees the latest commits."""
+        try:
+            async with self._connection() as conn, conn.cursor() as cursor:
+                yield _MySQLTx(cursor)
+        except pymysql.err.Error as exc:
+            raise _translate(exc) from exc
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.close()
+        await self._pool.wait_closed()
+
+
+def _translate(exc: pymysql.err.Error) -> StoreError:
+    if isinstance(exc, (pymysql.err.OperationalError, pymysql.err.InterfaceError)):
+        return StoreUnavailable(f"database unavailable: {exc}")
+    return StoreError(f"database error: {exc}")

@@ -1,0 +1,93 @@
+"""The embedded SQLite backend on aiosqlite: one writer, one reader, WAL."""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import aiosqlite
+
+from storage.backend import Row
+from storage.dialects import SQLiteDialect
+from storage.errors import StoreError
+
+T = TypeVar("T")
+
+
+def sqlite_path(url: str) -> str:
+    """The file of `sqlite:///relative.db` or `sqlite:////absolute/path.db`."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or not parts.path or parts.path == "/":
+        raise ValueError("expected sqlite:///path/to/file.db")
+    return parts.path[1:]
+
+
+class _SQLiteTx:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cursor = await self._conn.execute(sql, params)
+        return cursor.rowcount
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async with self._conn.execute(sql, params) as cursor:
+            return [tuple(row) for row in await cursor.fetchall()]
+
+
+class SQLiteBackend:
+    """All writes go through one connection, one transaction at a time (BEGIN IMMEDIATE)."""
+
+    dialect = SQLiteDialect()
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = asyncio.Lock()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, url: str) -> SQLiteBackend:
+        """Open the file (created if missing) in WAL mode so reads never wait on writes."""
+        path = sqlite_path(url)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        writer = await aiosqlite.connect(path, isolation_level=None)
+        reader = await aiosqlite.connect(path, isolation_level=None)
+        for conn in (writer, reader):
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.execute("PRAGMA busy_timeout=5000")
+        return cls(writer, reader)
+
+    async def write(self, work: Callable[[_SQLiteTx], Awaitable[T]]) -> T:
+        """Run `work` in one IMMEDIATE transaction."""
+        async with self._write_lock:
+            try:
+                await self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    result = await work(_SQLiteTx(self._writer))
+                    await self._writer.execute("COMMIT")
+                    return result
+                except BaseException:
+                    await self._writer.execute("ROLLBACK")
+                    raise
+            except aiosqlite.Error as exc:
+                raise StoreError(f"database error: {exc}") from exc
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[_SQLiteTx]:
+        """The reading connection; WAL gives each query the latest commit."""
+        try:
+            yield _SQLiteTx(self._reader)
+        except aiosqlite.Error as exc:
+            raise StoreError(f"database error: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._writer.close()
+        await self._reader.close()
