@@ -11,17 +11,22 @@ _PATH_SUFFIX = re.compile(r" - at `(?P<path>[^`]*)`$")
 class ParseError(ValueError):
     """A payload that cannot be accepted; `path` names the field (`$` for the whole body)."""
 
-    def __init__(self, message: str, path: str = "$") -> None:
+    def __init__(self, message: str, path: str = "$", code: str = "invalid_payload") -> None:
         super().__init__(message)
         self.message = message
         self.path = path
+        # "invalid_json" when the body is not JSON at all, else "invalid_payload".
+        self.code = code
 
     @classmethod
     def from_msgspec(cls, exc: msgspec.MsgspecError) -> ParseError:
         """Split msgspec's "<reason> - at `<path>`" message into reason and path."""
         text = str(exc)
         match = _PATH_SUFFIX.search(text)
+        malformed = isinstance(exc, msgspec.DecodeError) and not isinstance(
+            exc, msgspec.ValidationError
+        )
+        code = "invalid_json" if malformed else "invalid_payload"
         if match is None:
-            prefix = "invalid JSON: " if isinstance(exc, msgspec.DecodeError) else ""
-            return cls(prefix + text, "$")
-        return cls(text[: match.start()], match.group("path"))
+            return cls(("invalid JSON: " if malformed else "") + text, "$", code)
+        return cls(text[: match.start()], match.group("path"), code)

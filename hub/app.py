@@ -1,0 +1,93 @@
+"""The application factory: routes, middlewares, and the resources the app owns."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp_cors
+from aiohttp import web
+
+from hub import keys, ops, reads, uploads
+from hub.auth import Authenticator, auth_middleware
+from hub.clock import now_ms
+from hub.errors import error_middleware
+from hub.metrics import Metrics, get_metrics, metrics_middleware
+from hub.settings import Settings
+from hub.worldmap import WorldMapCache
+from storage import StoreError, open_store
+
+log = logging.getLogger(__name__)
+
+PRUNE_INTERVAL_SECONDS = 600
+
+
+async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The store (pool or SQLite connections) lives exactly as long as the app."""
+    store = await open_store(app[keys.SETTINGS].db)
+    app[keys.STORE] = store
+    app[keys.AUTH] = Authenticator(store, app[keys.SETTINGS].token_cache_seconds)
+    app[keys.WORLDMAP] = WorldMapCache(store)
+    yield
+    await store.close()
+
+
+async def _prune_forever(app: web.Application) -> None:
+    settings = app[keys.SETTINGS]
+    while True:
+        try:
+            journal, events = await app[keys.STORE].prune(
+                now_ms(),
+                journal_ms=int(settings.journal_days * 86_400_000),
+                events_ms=int(settings.events_hours * 3_600_000),
+                events_max=settings.events_max,
+            )
+            if journal or events:
+                log.info("pruned %d journal entries and %d events", journal, events)
+        except StoreError as exc:
+            log.warning("prune skipped: %s", exc)
+        await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
+
+
+async def prune_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Retention of the upload journal and the feed's events, as a background task."""
+    task = asyncio.create_task(_prune_forever(app))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the hub for these settings; nothing touches the network until it starts."""
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[metrics_middleware, error_middleware, auth_middleware],
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.METRICS] = Metrics()
+    app[keys.EVENT_LISTENERS] = []
+    app[keys.READINESS_CHECKS] = []
+    app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(prune_ctx)
+    app.add_routes(ops.routes)
+    app.add_routes(uploads.routes)
+    app.add_routes(reads.routes)
+    app.router.add_get("/metrics", get_metrics)
+    _setup_cors(app, settings)
+    return app
+
+
+def _setup_cors(app: web.Application, settings: Settings) -> None:
+    # Auth is by token, never by cookie, so credentials stay off and "*" is safe.
+    options = aiohttp_cors.ResourceOptions(
+        allow_credentials=False,
+        allow_headers=("Authorization", "Content-Type"),
+        allow_methods=("GET", "POST"),
+        max_age=3600,
+    )
+    cors = aiohttp_cors.setup(app, defaults={origin: options for origin in settings.cors_origins})
+    for route in list(app.router.routes()):
+        if route.method in ("GET", "POST"):
+            cors.add(route)

@@ -1,0 +1,104 @@
+"""The one error path: every failure becomes `{"error": {"code", "message", "path"?}}`."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from parsers import ParseError
+from storage import StoreError, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+
+
+class HubError(Exception):
+    """A request the hub refuses, with the status and code it answers."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+class Unauthorized(HubError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(HubError):
+    status = 403
+    code = "forbidden"
+
+
+class InvalidParameter(HubError):
+    status = 400
+    code = "invalid_parameter"
+
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+
+def error_body(status: int, code: str, message: str, path: str | None, legacy: bool) -> bytes:
+    """The JSON of an error; legacy routes also carry the old `Info` key."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if path is not None:
+        error["path"] = path
+    body: dict[str, Any] = {"error": error}
+    if legacy:
+        body["Info"] = message
+    return msgspec.json.encode(body)
+
+
+def error_response(status: int, code: str, message: str, path: str | None = None, *,
+                   legacy: bool = True, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON error response in the hub's one envelope."""
+    return web.Response(
+        status=status,
+        body=error_body(status, code, message, path, legacy),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Translate every exception a handler lets out into the envelope."""
+    legacy = not request.path.startswith("/api/")
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except HubError as exc:
+        headers = {"WWW-Authenticate": 'Bearer realm="nacritan"'} if exc.status == 401 else None
+        return error_response(exc.status, exc.code, exc.message, exc.path, legacy=legacy,
+                              headers=headers)
+    except ParseError as exc:
+        status = 400 if exc.code == "invalid_json" else 422
+        return error_response(status, exc.code, exc.message, exc.path, legacy=legacy)
+    except StoreUnavailable as exc:
+        log.warning("database unavailable: %s", exc)
+        return error_response(503, "storage_unavailable", "database unavailable, retry later",
+                              legacy=legacy, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    except StoreError:
+        log.exception("database error on %s %s", request.method, request.path)
+        return error_response(503, "storage_error", "the database failed; nothing was stored",
+                              legacy=legacy, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return error_response(exc.status, code, exc.reason, legacy=legacy, headers=headers)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "internal error", legacy=legacy)

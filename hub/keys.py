@@ -1,0 +1,30 @@
+"""Every key under which the app and its requests keep state (no string keys)."""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from hub.settings import Settings
+from storage import Store
+from storage.model import Event, Member
+
+if TYPE_CHECKING:
+    from hub.auth import Authenticator
+    from hub.metrics import Metrics
+    from hub.worldmap import WorldMapCache
+
+EventListener = Callable[[Event], Awaitable[None]]
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+AUTH = web.AppKey("auth", "Authenticator")
+METRICS = web.AppKey("metrics", "Metrics")
+WORLDMAP = web.AppKey("worldmap", "WorldMapCache")
+# Called with each committed upload's event; the live feed registers itself here.
+EVENT_LISTENERS = web.AppKey("event_listeners", list[EventListener])
+# Extra readiness checks (e.g. the feed's Redis subscription): each returns a reason or None.
+READINESS_CHECKS = web.AppKey("readiness_checks", list[Callable[[], str | None]])
+
+MEMBER = web.RequestKey("member", Member)
