@@ -134,7 +134,13 @@ class MySQLBackend:
         await self._pool.wait_closed()
 
 
+# Server gone, unreachable, shutting down, out of connections, or still locked after
+# the retries: the same request can succeed later. Anything else is a real failure.
+_UNAVAILABLE = {1040, 1053, 1205, 1213, 1927, 2002, 2003, 2006, 2013, 2055}
+
+
 def _translate(exc: pymysql.err.Error) -> StoreError:
-    if isinstance(exc, (pymysql.err.OperationalError, pymysql.err.InterfaceError)):
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    if isinstance(exc, pymysql.err.InterfaceError) or code in _UNAVAILABLE:
         return StoreUnavailable(f"database unavailable: {exc}")
     return StoreError(f"database error: {exc}")

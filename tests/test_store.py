@@ -1,0 +1,163 @@
+"""Storage contract on both backends: semantics, atomicity, concurrency, retention."""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from PIL import Image
+
+from parsers import decode_view
+from storage import Store
+from storage.backend import Tx
+from tests.conftest import TokenMaker, auth, member_of
+from tests.world import disk
+
+
+def _view(cx: int, cy: int, r: int, items: dict[tuple[int, int], dict[str, Any]] | None = None,
+          terrain: str = "Plaine") -> list[dict[str, Any]]:
+    items = items or {}
+    return [{"x": x, "y": y, "type": terrain, "items": items.get((x, y), {})}
+            for x, y in disk(cx, cy, r)]
+
+
+def _decode(view: list[dict[str, Any]]) -> tuple[bytes, Any]:
+    body = json.dumps(view).encode()
+    return body, decode_view(body, max_tiles=400, max_entities=4000)
+
+
+async def _dump(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    tables = ("tokens", "feeds", "tiles", "players", "monsters", "places", "resources",
+              "objects", "uploads", "events")
+    async with store.backend.read() as tx:
+        return {t: sorted(map(tuple, await tx.fetchall(f"SELECT * FROM {t}")), key=repr)
+                for t in tables}
+
+
+async def test_view_event_classifies_changes(store: Store, make_token: TokenMaker) -> None:
+    member = await member_of(store, await make_token(17, "Alice"))
+    gob = {"id": 9, "name": "Gobelin", "level": 3, "wounds": "Indemne"}
+    body, tiles = _decode(_view(100, 100, 2, {(100, 100): {"npcs": [gob]},
+                                              (101, 100): {"resources": [{"name": "Bois", "level": 1}]},
+                                              (100, 101): {"npcs": [{**gob, "id": 10}]}}))
+    first = await store.apply_view(member, tiles, body, 1_000)
+    assert first.seq == 1
+    assert sorted(type(e).__name__ for e in first.appeared) == [
+        "MonsterState", "MonsterState", "ResourceState"]
+    assert len(first.tiles) == 19 and first.covered is None
+    # Gobelin 9 moves to (99, 100) and is wounded, 10 dies, the wood runs out.
+    body, tiles = _decode(_view(100, 100, 2, {(99, 100): {"npcs": [{**gob, "wounds": "Blessé"}]}}))
+    second = await store.apply_view(member, tiles, body, 2_000)
+    assert second.seq == 2
+    assert [(e.id, e.x, e.y, e.wounds) for e in second.moved] == [(9, 99, 100, "Blessé")]  # type: ignore[union-attr]
+    assert sorted(type(e).__name__ for e in second.left) == ["MonsterState", "ResourceState"]
+    assert second.appeared == [] and second.tiles == []
+    state = await store.read_state(17, first.area, 0)  # type: ignore[arg-type]
+    assert [(m.id, m.x, m.y, m.seen_at) for m in state.monsters] == [(9, 99, 100, 2_000)]
+    assert state.resources == [] and state.seq == 2
+    assert {t.seen_at for t in state.tiles} == {2_000}
+
+
+async def test_player_leaving_view_keeps_profile(client: TestClient, store: Store,
+                                                  make_token: TokenMaker) -> None:
+    token = await make_token(17, "Alice")
+    profile = {"id": 5, "name": "Bob", "race": "Nain", "level": 3, "x": 100, "y": 100,
+               "caracs": {"pv": 7, "pvMax": 9}}
+    resp = await client.post("/pc/5", json=profile, headers=auth(token))
+    assert resp.status == 200
+    resp = await client.post("/view", json=_view(100, 100, 1), headers=auth(token))
+    assert resp.status == 200
+    players = await (await client.get("/gdc", headers=auth(token))).json()
+    assert [(p["id"], p["x"], p["y"], p["race"], p["pv"]) for p in players] == [
+        (5, None, None, "Nain", 7)]
+
+
+async def test_failed_upload_leaves_nothing(client: TestClient, store: Store,
+                                            make_token: TokenMaker) -> None:
+    token = await make_token(17, "Alice")
+    before = await _dump(store)
+    # A trigger makes the journal insert, the last write of an upload, fail in the database.
+    if store.backend.dialect.name == "mysql":
+        trigger = ("CREATE TRIGGER fail_journal BEFORE INSERT ON uploads FOR EACH ROW "
+                   "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected failure'")
+    else:
+        trigger = ("CREATE TRIGGER fail_journal BEFORE INSERT ON uploads "
+                   "BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+
+    async def run(sql: str) -> None:
+        async def work(tx: Tx) -> None:
+            await tx.execute(sql)
+        await store.backend.write(work)
+
+    await run(trigger)
+    view = _view(100, 100, 3, {(100, 100): {"npcs": [{"id": 1, "name": "Loup"}]}})
+    resp = await client.post("/view", json=view, headers=auth(token))
+    assert resp.status == 503
+    assert (await resp.json())["error"]["code"] == "storage_error"
+    assert resp.headers["Retry-After"]
+    assert await _dump(store) == before
+    await run("DROP TRIGGER fail_journal")
+    resp = await client.post("/view", json=view, headers=auth(token))
+    assert resp.status == 200 and (await resp.json())["seq"] == 1
+
+
+async def test_concurrent_overlapping_writers(client: TestClient, store: Store,
+                                              make_token: TokenMaker) -> None:
+    writers = 10
+    rounds = 4
+    tokens = [await make_token(17 if i % 5 else 42, f"m{i}") for i in range(writers)]
+
+    async def upload(i: int, rnd: int) -> int:
+        # Every writer's view overlaps the others' (same neighbourhood, shifting centres).
+        view = _view(300 + (i + rnd) % 3, 300 + i % 2, 4, {
+            (300, 300): {"npcs": [{"id": 77, "name": "Loup", "level": rnd}],
+                         "resources": [{"name": "Fer", "level": i}]},
+            (301 + i % 2, 300): {"pcs": [{"id": 1000 + i, "name": f"m{i}"}]},
+        })
+        resp = await client.post("/view", json=view, headers=auth(tokens[i]))
+        assert resp.status == 200, await resp.text()
+        return int((await resp.json())["seq"])
+
+    seqs = await asyncio.gather(*(upload(i, r) for r in range(rounds) for i in range(writers)))
+    per_guild = {17: 0, 42: 0}
+    for i in range(writers):
+        per_guild[17 if i % 5 else 42] += rounds
+    assert sorted(seqs) == sorted(list(range(1, per_guild[17] + 1)) +
+                                  list(range(1, per_guild[42] + 1)))
+    for guild, count in per_guild.items():
+        events = await store.events_after(guild, 0)
+        assert [seq for seq, _ in events] == list(range(1, count + 1))
+        assert await store.feed_head(guild) == (json.loads(events[0][1])["epoch"], count)
+
+
+async def test_journal_keeps_body_and_prunes(store: Store, make_token: TokenMaker) -> None:
+    member = await member_of(store, await make_token(17, "Alice"))
+    body, tiles = _decode(_view(10, 10, 1))
+    await store.apply_view(member, tiles, body, 1_000)
+    await store.apply_view(member, tiles, body, 50_000)
+    async with store.backend.read() as tx:
+        rows = await tx.fetchall("SELECT member, kind, body FROM uploads ORDER BY id")
+    assert [(m, k, bytes(b)) for m, k, b in rows] == [("Alice", "view", body)] * 2
+    journal, events = await store.prune(60_000, journal_ms=20_000, events_ms=30_000, events_max=10)
+    assert (journal, events) == (1, 1)
+    assert [seq for seq, _ in await store.events_after(17, 0)] == [2]
+    _, events = await store.prune(60_000, journal_ms=20_000, events_ms=30_000, events_max=0)
+    assert events == 1 and await store.events_after(17, 0) == []
+
+
+async def test_worldmap_follows_tile_changes(client: TestClient, make_token: TokenMaker) -> None:
+    token = await make_token(17, "Alice")
+    await client.post("/view", json=_view(20, 20, 1, terrain="Forêt"), headers=auth(token))
+    first = await (await client.get("/worldmap", headers=auth(token))).read()
+    again = await (await client.get("/worldmap", headers=auth(token))).read()
+    assert first == again
+    assert Image.open(io.BytesIO(first)).getpixel((20, 20)) != (0, 0, 0, 0)
+    assert Image.open(io.BytesIO(first)).getpixel((30, 30)) == (0, 0, 0, 0)
+    await client.post("/view", json=_view(30, 30, 1, terrain="Océan"), headers=auth(token))
+    third = await (await client.get("/worldmap", headers=auth(token))).read()
+    image = Image.open(io.BytesIO(third))
+    assert image.size == (1000, 500)
+    assert image.getpixel((30, 30)) != (0, 0, 0, 0)
+    assert image.getpixel((30, 30)) != image.getpixel((20, 20))
