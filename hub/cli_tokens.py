@@ -13,7 +13,7 @@ from hub.settings import Settings
 from storage import TokenNotFound, migrate, open_store
 
 
-def register_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_commands(commands: argparse._SubParsersAction) -> None:
     """Add `token` and its sub-commands."""
     token = commands.add_parser("token", help="manage upload tokens")
     actions = token.add_subparsers(dest="action", required=True)

@@ -19,9 +19,9 @@ EventListener = Callable[[Event], Awaitable[None]]
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
-AUTH = web.AppKey("auth", "Authenticator")
-METRICS = web.AppKey("metrics", "Metrics")
-WORLDMAP = web.AppKey("worldmap", "WorldMapCache")
+AUTH: web.AppKey[Authenticator] = web.AppKey("auth")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+WORLDMAP: web.AppKey[WorldMapCache] = web.AppKey("worldmap")
 # Called with each committed upload's event; the live feed registers itself here.
 EVENT_LISTENERS = web.AppKey("event_listeners", list[EventListener])
 # Extra readiness checks (e.g. the feed's Redis subscription): each returns a reason or None.

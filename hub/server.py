@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 MIGRATE_PATIENCE_SECONDS = 60
 
 
-def register_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_commands(commands: argparse._SubParsersAction) -> None:
     """Add `serve` and `migrate`."""
     serve = commands.add_parser("serve", help="apply pending migrations, then serve")
     serve.add_argument("--host", help="listen address (default NACRITAN_HOST)")

@@ -7,7 +7,7 @@ import msgspec
 from msgspec import Meta
 
 from parsers.errors import ParseError
-from parsers.types import X, Y, GameId, Level, Name, ShortText, Stat
+from parsers.types import GameId, Level, Name, ShortText, Stat, X, Y
 
 MAX_GROUP = 200
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import msgspec
 
 from parsers.errors import ParseError
-from parsers.types import X, Y, DateTimeText, GameId, ImagePath, Level, Name, ShortText, Stat
+from parsers.types import DateTimeText, GameId, ImagePath, Level, Name, ShortText, Stat, X, Y
 
 
 class Caracs(msgspec.Struct, rename="camel"):

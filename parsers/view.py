@@ -7,7 +7,7 @@ import msgspec
 from msgspec import Meta
 
 from parsers.errors import ParseError
-from parsers.types import X, Y, GameId, Level, Name, ShortText, SummonId, Terrain
+from parsers.types import GameId, Level, Name, ShortText, SummonId, Terrain, X, Y
 
 # Per-list bound on one tile; the per-upload totals are checked in `decode_view`.
 MAX_PER_TILE = 200

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 import aiomysql
 import pymysql
 
-from storage.backend import Row
+from storage.backend import Dialect, Row
 from storage.dialects import MySQLDialect
 from storage.errors import StoreError, StoreUnavailable
 
@@ -54,7 +54,7 @@ class _MySQLTx:
 class MySQLBackend:
     """Owns one aiomysql pool; write sessions run READ COMMITTED to avoid gap locks."""
 
-    dialect = MySQLDialect()
+    dialect: Dialect = MySQLDialect()
 
     def __init__(self, pool: aiomysql.Pool) -> None:
         self._pool = pool
@@ -79,7 +79,7 @@ class MySQLBackend:
     async def _connection(self) -> AsyncIterator[aiomysql.Connection]:
         try:
             conn = await self._pool.acquire()
-        except (pymysql.err.Error, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, pymysql.err.Error, OSError) as exc:
             raise StoreUnavailable(f"database unreachable: {exc}") from exc
         try:
             yield conn

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import aiosqlite
 
-from storage.backend import Row
+from storage.backend import Dialect, Row
 from storage.dialects import SQLiteDialect
 from storage.errors import StoreError
 
@@ -41,7 +41,7 @@ class _SQLiteTx:
 class SQLiteBackend:
     """All writes go through one connection, one transaction at a time (BEGIN IMMEDIATE)."""
 
-    dialect = SQLiteDialect()
+    dialect: Dialect = SQLiteDialect()
 
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
         self._writer = writer

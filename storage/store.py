@@ -13,7 +13,15 @@ import msgspec
 from parsers import GroupMember, Profile, Tile
 from storage.backend import Backend, Row, Tx
 from storage.errors import TokenNotFound
-from storage.merge import KINDS, EntityKey, bounding_box, enclosing_area, entity_key, hex_distance, merge_view
+from storage.merge import (
+    KINDS,
+    EntityKey,
+    bounding_box,
+    enclosing_area,
+    entity_key,
+    hex_distance,
+    merge_view,
+)
 from storage.model import (
     Area,
     EntityState,
