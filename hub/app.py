@@ -13,6 +13,7 @@ from hub import keys, ops, reads, uploads
 from hub.auth import Authenticator, auth_middleware
 from hub.clock import now_ms
 from hub.errors import error_middleware
+from hub.forwarded import forwarded_middleware, parse_networks
 from hub.metrics import Metrics, get_metrics, metrics_middleware
 from hub.settings import Settings
 from hub.worldmap import WorldMapCache
@@ -63,9 +64,10 @@ def create_app(settings: Settings) -> web.Application:
     """Build the hub for these settings; nothing touches the network until it starts."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[metrics_middleware, error_middleware, auth_middleware],
+        middlewares=[forwarded_middleware, metrics_middleware, error_middleware, auth_middleware],
     )
     app[keys.SETTINGS] = settings
+    app[keys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app[keys.METRICS] = Metrics()
     app[keys.EVENT_LISTENERS] = []
     app[keys.READINESS_CHECKS] = []

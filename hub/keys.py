@@ -22,6 +22,8 @@ STORE = web.AppKey("store", Store)
 AUTH: web.AppKey[Authenticator] = web.AppKey("auth")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 WORLDMAP: web.AppKey[WorldMapCache] = web.AppKey("worldmap")
+# Networks whose X-Forwarded-For header is believed (NACRITAN_TRUSTED_PROXIES).
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple)
 # Called with each committed upload's event; the live feed registers itself here.
 EVENT_LISTENERS = web.AppKey("event_listeners", list[EventListener])
 # Extra readiness checks (e.g. the feed's Redis subscription): each returns a reason or None.
