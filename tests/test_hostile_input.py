@@ -1,0 +1,699 @@
+"""Hostile input: every bad upload or read is a 4xx in the one envelope and stores nothing.
+
+Each case is sent after a realistic seed, then the whole database (every table, every
+row, ordered by primary key) is compared with a dump taken before the request, through
+a plain sqlite3 / PyMySQL connection that shares nothing with the hub. A good upload
+right after must still be served. The positive tests at the end pin what is *not*
+hostile: SQL-looking names, emoji and RTL text, unknown fields from newer userscripts,
+summoned creatures without id, portals without town.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import io
+import json
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+import pytest
+from aiohttp.test_utils import TestClient
+
+from hub.app import create_app
+from hub.settings import Settings
+from storage import migrate, open_store
+from storage.mysql import mysql_params
+from storage.sqlite import sqlite_path
+from tests.conftest import BACKENDS, TokenMaker, auth, fresh_database_url
+
+GUILD = 17
+PLAYER = 4242
+MiB = 1024 * 1024
+
+# -- a plain view of the database, independent of the hub -----------------------------
+
+Dump = dict[str, tuple[list[str], list[tuple[Any, ...]]]]
+
+
+def _dump_sqlite(url: str) -> Dump:
+    conn = sqlite3.connect(sqlite_path(url))
+    try:
+        dump: Dump = {}
+        names = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        for name in names:
+            info = conn.execute(f'PRAGMA table_info("{name}")').fetchall()
+            columns = [row[1] for row in info]
+            pk = [row[1] for row in sorted(info, key=lambda r: r[5]) if row[5] > 0]
+            order = ", ".join(f'"{c}"' for c in (pk or columns))
+            rows = conn.execute(f'SELECT * FROM "{name}" ORDER BY {order}').fetchall()
+            dump[name] = (columns, rows)
+        return dump
+    finally:
+        conn.close()
+
+
+def _dump_mysql(url: str) -> Dump:
+    params = mysql_params(url)
+    conn = _plain_connection(url)
+    try:
+        dump: Dump = {}
+        with conn.cursor() as cur:
+            cur.execute("SELECT table_name FROM information_schema.tables "
+                        "WHERE table_schema = %s AND table_type = 'BASE TABLE' "
+                        "ORDER BY table_name", (params["db"],))
+            names = [r[0] for r in cur.fetchall()]
+            for name in names:
+                cur.execute("SELECT column_name FROM information_schema.columns "
+                            "WHERE table_schema = %s AND table_name = %s "
+                            "ORDER BY ordinal_position", (params["db"], name))
+                columns = [r[0] for r in cur.fetchall()]
+                cur.execute("SELECT column_name FROM information_schema.statistics "
+                            "WHERE table_schema = %s AND table_name = %s "
+                            "AND index_name = 'PRIMARY' ORDER BY seq_in_index",
+                            (params["db"], name))
+                pk = [r[0] for r in cur.fetchall()]
+                order = ", ".join(f"`{c}`" for c in (pk or columns))
+                cur.execute(f"SELECT * FROM `{name}` ORDER BY {order}")
+                dump[name] = (columns, list(cur.fetchall()))
+        return dump
+    finally:
+        conn.close()
+
+
+def _plain_connection(url: str) -> Any:
+    if url.startswith("sqlite"):
+        return sqlite3.connect(sqlite_path(url))
+    params = mysql_params(url)
+    return pymysql.connect(host=params["host"], port=params["port"], user=params["user"],
+                           password=params["password"], database=params["db"],
+                           charset="utf8mb4", connect_timeout=5, autocommit=True)
+
+
+def empty_database(url: str) -> None:
+    """Delete every row of the hub's tables, keeping the schema and its migration log."""
+    conn = _plain_connection(url)
+    try:
+        cur = conn.cursor()
+        tables = [name for name in dump_database(url)
+                  if "yoyo" not in name and not name.startswith("sqlite_")]
+        for name in tables:
+            cur.execute(f"DELETE FROM {name}")
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def dump_database(url: str) -> Dump:
+    """Every table's columns and rows, ordered by primary key, read outside the hub."""
+    return _dump_sqlite(url) if url.startswith("sqlite") else _dump_mysql(url)
+
+
+async def snapshot(url: str) -> Dump:
+    """`dump_database` without blocking the event loop the hub runs on."""
+    return await asyncio.to_thread(dump_database, url)
+
+
+# -- payloads ------------------------------------------------------------------------
+
+
+def hex_disk(cx: int, cy: int, r: int) -> list[tuple[int, int]]:
+    """Axial coordinates of every tile within hex distance r of (cx, cy)."""
+    return [(cx + dx, cy + dy) for dx in range(-r, r + 1) for dy in range(-r, r + 1)
+            if abs(dx) + abs(dy) + abs(dx + dy) <= 2 * r]
+
+
+def make_view(cx: int = 100, cy: int = 100, r: int = 2, monster_at: int = 3) -> list[dict[str, Any]]:
+    """A realistic view: every tile with all five lists, a few things standing on them."""
+    tiles: list[dict[str, Any]] = []
+    for i, (x, y) in enumerate(hex_disk(cx, cy, r)):
+        tiles.append({"x": x, "y": y, "type": "Plaine" if i % 2 else "Forêt",
+                      "items": {"places": [], "pcs": [], "npcs": [], "resources": [],
+                                "objects": []}})
+    centre = next(t for t in tiles if (t["x"], t["y"]) == (cx, cy))
+    centre["items"]["pcs"].append({"id": PLAYER, "level": 7, "name": "Alice",
+                                   "wounds": "Indemne", "guildId": GUILD,
+                                   "guildName": "Les Veilleurs"})
+    tiles[monster_at]["items"]["npcs"].append(
+        {"id": 90311, "level": 5, "name": "Chauve-souris Géante", "wounds": "Indemne"})
+    tiles[0]["items"]["resources"].append({"level": 2, "name": "Bois"})
+    tiles[1]["items"]["places"].append({"id": 12, "level": 1, "name": "Temple de Tonak",
+                                        "townId": 3, "townName": "Tonak"})
+    tiles[2]["items"]["objects"].append({"id": 777001, "name": "Potion de soin"})
+    return tiles
+
+
+def make_profile(player_id: int = PLAYER, **changes: Any) -> dict[str, Any]:
+    """A profile page as the userscript posts it."""
+    profile: dict[str, Any] = {
+        "id": player_id, "name": "Alice", "race": "Elfe", "level": 7, "img": "elfe_f.png",
+        "dla": "2026-11-25 18:32:00", "pas": 12, "pos": 3, "xp": 1530, "xpMax": 2000,
+        "x": 100, "y": 100,
+        "caracs": {"pv": 41, "pvMax": 55, "attM": 12, "defM": 10, "degM": 8, "arm": 3,
+                   "mmM": 6, "pc": 80},
+    }
+    profile.update(changes)
+    return profile
+
+
+def make_group() -> list[dict[str, Any]]:
+    """A hunting group page listing two players."""
+    return [{"id": PLAYER, "name": "Alice", "race": "Elfe", "level": 7, "pc": 80,
+             "x": 100, "y": 100},
+            {"id": 5151, "name": "Bob", "race": "Humain", "level": 9, "pc": 45,
+             "x": 101, "y": 100}]
+
+
+def encode(value: Any) -> bytes:
+    """JSON as a userscript would send it (non-ASCII kept as UTF-8)."""
+    return json.dumps(value, ensure_ascii=False).encode()
+
+
+def view_with(mutate: Callable[[list[dict[str, Any]]], Any]) -> Callable[[], bytes]:
+    """A body builder: a fresh realistic view (moved, so accepting it would change the
+    database), changed by `mutate`; `mutate` may return a new value to send instead."""
+
+    def build() -> bytes:
+        tiles = make_view(monster_at=5)
+        result = mutate(tiles)
+        return result if isinstance(result, bytes) else encode(tiles if result is None else result)
+
+    return build
+
+
+def profile_with(**changes: Any) -> Callable[[], bytes]:
+    return lambda: encode(make_profile(**changes))
+
+
+def group_with(mutate: Callable[[list[dict[str, Any]]], Any]) -> Callable[[], bytes]:
+    def build() -> bytes:
+        group = make_group()
+        result = mutate(group)
+        return result if isinstance(result, bytes) else encode(group if result is None else result)
+
+    return build
+
+
+def raw(data: bytes) -> Callable[[], bytes]:
+    return lambda: data
+
+
+def _set(obj: dict[str, Any], key: str, value: Any) -> None:
+    obj[key] = value
+
+
+def _first_pc(tiles: list[dict[str, Any]]) -> dict[str, Any]:
+    tiles[0]["items"]["pcs"] = [{"id": 5151, "level": 9, "name": "Bob"}]
+    return tiles[0]["items"]["pcs"][0]  # type: ignore[no-any-return]
+
+
+def _npc_at_3(tiles: list[dict[str, Any]]) -> dict[str, Any]:
+    tiles[3]["items"]["npcs"] = [{"id": 90400, "level": 2, "name": "Rat", "wounds": "Indemne"}]
+    return tiles[3]["items"]["npcs"][0]  # type: ignore[no-any-return]
+
+
+def _raw_number(path_setter: Callable[[list[dict[str, Any]], str], None], number: str
+                ) -> Callable[[list[dict[str, Any]]], bytes]:
+    """Put a number JSON can carry but Python's json cannot write (1e400) in place."""
+
+    def mutate(tiles: list[dict[str, Any]]) -> bytes:
+        path_setter(tiles, "@@NUMBER@@")
+        return encode(tiles).replace(b'"@@NUMBER@@"', number.encode())
+
+    return mutate
+
+
+def _too_many_entities(tiles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # 21 tiles x 200 monsters = 4200 > the default 4000 per view; 200 per tile is allowed.
+    view = []
+    for t, (x, y) in enumerate(hex_disk(300, 300, 3)[:21]):
+        npcs = [{"id": 100_000 + t * 1000 + i, "name": "Rat", "level": 1} for i in range(200)]
+        view.append({"x": x, "y": y, "type": "Plaine", "items": {"npcs": npcs}})
+    return view
+
+
+def _deep_unknown_field(tiles: list[dict[str, Any]]) -> bytes:
+    body = encode(tiles)
+    depth = 200_000  # 400 KB of brackets, well under the body limit
+    return body[:-2] + b', "future": ' + b"[" * depth + b"]" * depth + b"}]"
+
+
+# -- the table -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    method: str
+    url: str
+    body: Callable[[], bytes] | None
+    status: int
+    code: str
+    # The field at fault as the envelope must name it; None: the envelope has no path.
+    path: str | None
+
+
+LONG = "x" * 101
+
+CASES: list[Case] = [
+    # -- POST /view: not JSON at all
+    Case("view-not-json", "POST", "/view", raw(b"hello"), 400, "invalid_json", "$"),
+    Case("view-empty-body", "POST", "/view", raw(b""), 400, "invalid_json", "$"),
+    Case("view-truncated", "POST", "/view",
+         lambda: encode(make_view())[: len(encode(make_view())) // 2], 400, "invalid_json", "$"),
+    Case("view-trailing-garbage", "POST", "/view", lambda: encode(make_view()) + b" ]",
+         400, "invalid_json", "$"),
+    Case("view-raw-control-byte", "POST", "/view",
+         raw(b'[{"x": 1, "y": 1, "type": "Pla\x01ine"}]'), 400, "invalid_json", "$"),
+    Case("view-lone-surrogate", "POST", "/view",
+         view_with(lambda t: encode(t).replace(b'"Alice"', b'"Al\\ud800ice"')),
+         400, "invalid_json", "$"),
+    Case("view-invalid-utf8", "POST", "/view",
+         view_with(lambda t: encode(t).replace(b'"Alice"', b'"Al\xffice"')),
+         400, "invalid_json", "$"),
+    Case("view-utf8-encoded-surrogate", "POST", "/view",
+         view_with(lambda t: encode(t).replace(b'"Alice"', b'"Al\xed\xa0\x80ice"')),
+         400, "invalid_json", "$"),
+    Case("view-deep-nesting-in-unknown-field", "POST", "/view",
+         view_with(_deep_unknown_field), 400, "invalid_json", "$"),
+    Case("view-oversized-body", "POST", "/view",
+         lambda: b"[" + b" " * (MiB + 16) + b"]", 413, "payload_too_large", None),
+    # -- POST /view: JSON of the wrong shape
+    Case("view-null", "POST", "/view", raw(b"null"), 422, "invalid_payload", "$"),
+    Case("view-object-not-array", "POST", "/view", view_with(lambda t: {"tiles": t}),
+         422, "invalid_payload", "$"),
+    Case("view-array-of-numbers", "POST", "/view", raw(b"[1, 2, 3]"), 422, "invalid_payload",
+         "$[0]"),
+    Case("view-no-tiles", "POST", "/view", raw(b"[]"), 422, "invalid_payload", "$"),
+    Case("view-deeply-nested-arrays", "POST", "/view",
+         raw(b"[" * 100_000 + b"]" * 100_000), 422, "invalid_payload", "$[0]"),
+    Case("view-items-is-array", "POST", "/view", view_with(lambda t: _set(t[0], "items", [])),
+         422, "invalid_payload", "$[0].items"),
+    Case("view-npcs-is-object", "POST", "/view",
+         view_with(lambda t: _set(t[0]["items"], "npcs", {"id": 1, "name": "Rat"})),
+         422, "invalid_payload", "$[0].items.npcs"),
+    # -- POST /view: wrong types and missing fields
+    Case("view-x-string", "POST", "/view", view_with(lambda t: _set(t[0], "x", "99")),
+         422, "invalid_payload", "$[0].x"),
+    Case("view-x-bool", "POST", "/view", view_with(lambda t: _set(t[0], "x", True)),
+         422, "invalid_payload", "$[0].x"),
+    Case("view-x-float", "POST", "/view", view_with(lambda t: _set(t[0], "x", 99.5)),
+         422, "invalid_payload", "$[0].x"),
+    Case("view-missing-type", "POST", "/view", view_with(lambda t: t[0].pop("type") and None),
+         422, "invalid_payload", "$[0]"),
+    Case("view-missing-y", "POST", "/view", view_with(lambda t: t[4].pop("y") and None),
+         422, "invalid_payload", "$[4]"),
+    Case("view-npc-level-string", "POST", "/view",
+         view_with(lambda t: _set(_npc_at_3(t), "level", "5")),
+         422, "invalid_payload", "$[3].items.npcs[0].level"),
+    Case("view-npc-level-negative", "POST", "/view",
+         view_with(lambda t: _set(_npc_at_3(t), "level", -1)),
+         422, "invalid_payload", "$[3].items.npcs[0].level"),
+    Case("view-npc-level-2**63", "POST", "/view",
+         view_with(lambda t: _set(_npc_at_3(t), "level", 2**63)),
+         422, "invalid_payload", "$[3].items.npcs[0].level"),
+    Case("view-npc-level-1e400", "POST", "/view",
+         view_with(_raw_number(lambda t, v: _set(_npc_at_3(t), "level", v), "1e400")),
+         422, "invalid_payload", "$[3].items.npcs[0].level"),
+    Case("view-npc-level-nested-junk", "POST", "/view",
+         view_with(lambda t: _set(_npc_at_3(t), "level", {"a": [[{"b": None}]]})),
+         422, "invalid_payload", "$[3].items.npcs[0].level"),
+    Case("view-npc-id-zero", "POST", "/view", view_with(lambda t: _set(_npc_at_3(t), "id", 0)),
+         422, "invalid_payload", "$[3].items.npcs[0].id"),
+    Case("view-pc-id-float", "POST", "/view", view_with(lambda t: _set(_first_pc(t), "id", 5.5)),
+         422, "invalid_payload", "$[0].items.pcs[0].id"),
+    Case("view-pc-id-word", "POST", "/view",
+         view_with(lambda t: _set(_first_pc(t), "id", "Feu Fol")),
+         422, "invalid_payload", "$[0].items.pcs[0].id"),
+    Case("view-pc-guild-id-overflow", "POST", "/view",
+         view_with(lambda t: _set(_first_pc(t), "guildId", 2**31)),
+         422, "invalid_payload", "$[0].items.pcs[0].guildId"),
+    Case("view-object-id-null", "POST", "/view",
+         view_with(lambda t: _set(t[2]["items"]["objects"][0], "id", None)),
+         422, "invalid_payload", "$[2].items.objects[0].id"),
+    Case("view-resource-missing-name", "POST", "/view",
+         view_with(lambda t: _set(t[0]["items"], "resources", [{"level": 2}])),
+         422, "invalid_payload", "$[0].items.resources[0]"),
+    # -- POST /view: absurd values
+    Case("view-x-absurd", "POST", "/view", view_with(lambda t: _set(t[0], "x", 1_000_000)),
+         422, "invalid_payload", "$[0].x"),
+    Case("view-x-2**63", "POST", "/view", view_with(lambda t: _set(t[0], "x", 2**63)),
+         422, "invalid_payload", "$[0].x"),
+    Case("view-y-1e400", "POST", "/view",
+         view_with(_raw_number(lambda t, v: _set(t[0], "y", v), "1e400")),
+         422, "invalid_payload", "$[0].y"),
+    Case("view-y-negative", "POST", "/view", view_with(lambda t: _set(t[6], "y", -1)),
+         422, "invalid_payload", "$[6].y"),
+    Case("view-name-too-long", "POST", "/view",
+         view_with(lambda t: _set(_first_pc(t), "name", LONG)),
+         422, "invalid_payload", "$[0].items.pcs[0].name"),
+    Case("view-terrain-too-long", "POST", "/view", view_with(lambda t: _set(t[0], "type", "P" * 51)),
+         422, "invalid_payload", "$[0].type"),
+    Case("view-name-empty", "POST", "/view", view_with(lambda t: _set(_first_pc(t), "name", "")),
+         422, "invalid_payload", "$[0].items.pcs[0].name"),
+    Case("view-name-control-char", "POST", "/view",
+         view_with(lambda t: _set(_first_pc(t), "name", "Bo\x07b")),
+         422, "invalid_payload", "$[0].items.pcs[0].name"),
+    Case("view-name-nul", "POST", "/view",
+         view_with(lambda t: _set(_npc_at_3(t), "name", "Rat\x00; DROP TABLE monsters")),
+         422, "invalid_payload", "$[3].items.npcs[0].name"),
+    Case("view-place-name-del-char", "POST", "/view",
+         view_with(lambda t: _set(t[1]["items"]["places"][0], "name", "Temple\x7f")),
+         422, "invalid_payload", "$[1].items.places[0].name"),
+    # -- POST /view: limits on counts
+    Case("view-too-many-tiles", "POST", "/view",
+         lambda: encode([{"x": x, "y": y, "type": "Plaine"} for x, y in hex_disk(500, 300, 12)]),
+         422, "invalid_payload", "$"),
+    Case("view-too-many-entities", "POST", "/view", view_with(_too_many_entities),
+         422, "invalid_payload", "$[20].items"),
+    Case("view-too-many-on-one-tile", "POST", "/view",
+         view_with(lambda t: _set(t[0]["items"], "npcs",
+                                  [{"id": 200_000 + i, "name": "Rat"} for i in range(201)])),
+         422, "invalid_payload", "$[0].items.npcs"),
+    Case("view-duplicate-tile", "POST", "/view",
+         view_with(lambda t: [t[0], copy.deepcopy(t[0]), *t[1:]]),
+         422, "invalid_payload", "$[1]"),
+    # -- POST /pc/<id>
+    Case("pc-id-mismatch", "POST", f"/pc/{PLAYER}", profile_with(id=PLAYER + 1),
+         422, "invalid_payload", "$.id"),
+    Case("pc-path-not-numeric", "POST", "/pc/alice", profile_with(), 404, "not_found", None),
+    Case("pc-path-id-too-long", "POST", "/pc/12345678901", profile_with(id=12345678901),
+         404, "not_found", None),
+    Case("pc-path-id-overflow", "POST", "/pc/9999999999", profile_with(id=9_999_999_999),
+         422, "invalid_payload", "$.id"),
+    Case("pc-not-json", "POST", f"/pc/{PLAYER}", raw(b"{'id': 4242}"), 400, "invalid_json", "$"),
+    Case("pc-array-not-object", "POST", f"/pc/{PLAYER}", lambda: encode([make_profile()]),
+         422, "invalid_payload", "$"),
+    Case("pc-missing-name", "POST", f"/pc/{PLAYER}",
+         lambda: encode({k: v for k, v in make_profile().items() if k != "name"}),
+         422, "invalid_payload", "$"),
+    Case("pc-dla-garbage", "POST", f"/pc/{PLAYER}", profile_with(dla="demain midi"),
+         422, "invalid_payload", "$.dla"),
+    Case("pc-caracs-list", "POST", f"/pc/{PLAYER}", profile_with(caracs=[41, 55]),
+         422, "invalid_payload", "$.caracs"),
+    Case("pc-pv-2**63", "POST", f"/pc/{PLAYER}", profile_with(caracs={"pv": 2**63}),
+         422, "invalid_payload", "$.caracs.pv"),
+    Case("pc-level-1e400", "POST", f"/pc/{PLAYER}",
+         lambda: encode(make_profile(level="@@N@@")).replace(b'"@@N@@"', b"1e400"),
+         422, "invalid_payload", "$.level"),
+    Case("pc-race-too-long", "POST", f"/pc/{PLAYER}", profile_with(race=LONG),
+         422, "invalid_payload", "$.race"),
+    Case("pc-x-negative", "POST", f"/pc/{PLAYER}", profile_with(x=-5),
+         422, "invalid_payload", "$.x"),
+    Case("pc-img-nul", "POST", f"/pc/{PLAYER}", profile_with(img="elfe\x00.png"),
+         422, "invalid_payload", "$.img"),
+    # -- POST /gdc
+    Case("gdc-object-not-array", "POST", "/gdc", group_with(lambda g: g[0]),
+         422, "invalid_payload", "$"),
+    Case("gdc-truncated", "POST", "/gdc", group_with(lambda g: encode(g)[:-3]),
+         400, "invalid_json", "$"),
+    Case("gdc-duplicate-player", "POST", "/gdc", group_with(lambda g: [g[0], g[1], g[0]]),
+         422, "invalid_payload", "$[2].id"),
+    Case("gdc-too-many", "POST", "/gdc",
+         lambda: encode([{"id": 10_000 + i, "name": f"P{i}", "x": 1, "y": 1} for i in range(201)]),
+         422, "invalid_payload", "$"),
+    Case("gdc-missing-id", "POST", "/gdc", group_with(lambda g: g[1].pop("id") and None),
+         422, "invalid_payload", "$[1]"),
+    Case("gdc-level-negative", "POST", "/gdc", group_with(lambda g: _set(g[1], "level", -3)),
+         422, "invalid_payload", "$[1].level"),
+    Case("gdc-name-nul", "POST", "/gdc", group_with(lambda g: _set(g[0], "name", "\x00")),
+         422, "invalid_payload", "$[0].name"),
+    Case("gdc-pc-huge", "POST", "/gdc", group_with(lambda g: _set(g[0], "pc", 2**64)),
+         422, "invalid_payload", "$[0].pc"),
+    # -- read routes
+    Case("state-missing-x", "GET", "/api/v1/state?y=100&r=3", None, 400,
+         "invalid_parameter", "x"),
+    Case("state-empty-y", "GET", "/api/v1/state?x=100&y=&r=3", None, 400,
+         "invalid_parameter", "y"),
+    Case("state-r-over-max", "GET", "/api/v1/state?x=100&y=100&r=21", None, 400,
+         "invalid_parameter", "r"),
+    Case("state-r-negative", "GET", "/api/v1/state?x=100&y=100&r=-1", None, 400,
+         "invalid_parameter", "r"),
+    Case("state-x-not-integer", "GET", "/api/v1/state?x=abc&y=100&r=3", None, 400,
+         "invalid_parameter", "x"),
+    Case("state-y-float", "GET", "/api/v1/state?x=100&y=1.5&r=3", None, 400,
+         "invalid_parameter", "y"),
+    Case("state-x-huge", "GET", f"/api/v1/state?x={10**30}&y=100&r=3", None, 400,
+         "invalid_parameter", "x"),
+    Case("state-r-sql", "GET", "/api/v1/state?x=100&y=100&r=3%20OR%201%3D1", None, 400,
+         "invalid_parameter", "r"),
+    Case("tiles-n-over-max", "GET", "/tiles/100/100/21", None, 400, "invalid_parameter", "n"),
+    Case("tiles-n-negative", "GET", "/tiles/100/100/-1", None, 400, "invalid_parameter", "n"),
+    Case("tiles-not-numeric", "GET", "/tiles/a/b/c", None, 404, "not_found", None),
+    Case("minimap-n-over-max", "GET", "/minimap/100/100/999999", None, 400,
+         "invalid_parameter", "n"),
+    # -- wrong methods
+    Case("view-put", "PUT", "/view", lambda: encode(make_view()), 405, "method_not_allowed", None),
+    Case("view-delete", "DELETE", "/view", None, 405, "method_not_allowed", None),
+    Case("view-get", "GET", "/view", None, 405, "method_not_allowed", None),
+    Case("pc-put", "PUT", f"/pc/{PLAYER}", profile_with(), 405, "method_not_allowed", None),
+    Case("gdc-delete", "DELETE", "/gdc", None, 405, "method_not_allowed", None),
+    Case("state-delete", "DELETE", "/api/v1/state?x=1&y=1&r=1", None, 405,
+         "method_not_allowed", None),
+    Case("tiles-patch", "PATCH", "/tiles/100/100/2", None, 405, "method_not_allowed", None),
+]
+
+
+def assert_envelope(url: str, status: int, body: Any, code: str, path: str | None) -> None:
+    """The one error shape: `{"error": {"code", "message", "path"?}}` (+ legacy `Info`)."""
+    assert isinstance(body, dict), body
+    legacy = not url.startswith("/api/")
+    assert set(body) == ({"error", "Info"} if legacy else {"error"}), body
+    error = body["error"]
+    assert set(error) <= {"code", "message", "path"}, error
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str) and error["message"].strip(), error
+    if path is None:
+        assert "path" not in error, error
+    else:
+        assert error.get("path") == path, error
+    if legacy:
+        assert body["Info"] == error["message"]
+
+
+async def seed(client: TestClient, token: str) -> None:
+    """A guild that already knows things, so a half-applied bad upload would show."""
+    for url, body in (("/view", make_view()), (f"/pc/{PLAYER}", make_profile()),
+                      ("/gdc", make_group())):
+        resp = await client.post(url, data=encode(body), headers=auth(token, "Basic"))
+        assert resp.status == 200, await resp.text()
+
+
+def test_the_table_is_big_enough() -> None:
+    assert len(CASES) >= 40
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def table_db_url(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One migrated database per backend for the whole table.
+
+    Creating, migrating and dropping a MariaDB database for each of the table's cases
+    would cost most of the suite's time budget; each case instead starts from this
+    database emptied of every row (`empty_database`), which is the same starting state.
+    """
+    url, drop = fresh_database_url(str(request.param), tmp_path_factory.mktemp("hostile"))
+    try:
+        asyncio.run(migrate(url))
+        yield url
+    finally:
+        drop()
+
+
+@pytest.fixture
+async def table_client(aiohttp_client: Callable[..., Awaitable[TestClient]],
+                       table_db_url: str) -> TestClient:
+    """A hub from the real factory on the emptied table database."""
+    await asyncio.to_thread(empty_database, table_db_url)
+    return await aiohttp_client(create_app(Settings(db=table_db_url, token_cache_seconds=0.0)))
+
+
+async def table_token(url: str) -> str:
+    # Not bound to a player: the body checks of /pc/<id> are what is under test here.
+    store = await open_store(url)
+    try:
+        return await store.add_token(GUILD, "Alice", None, 1)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+async def test_hostile_request_is_refused_and_stores_nothing(
+        case: Case, table_client: TestClient, table_db_url: str) -> None:
+    client, db_url = table_client, table_db_url
+    token = await table_token(db_url)
+    await seed(client, token)
+    before = await snapshot(db_url)
+    assert before["tiles"][1], "the seed stored nothing"
+
+    body = io.BytesIO(case.body()) if case.body is not None else None
+    resp = await client.request(case.method, case.url, data=body, headers=auth(token))
+    text = await resp.text()
+
+    assert resp.status == case.status, text
+    assert resp.content_type == "application/json"
+    assert_envelope(case.url, resp.status, json.loads(text), case.code, case.path)
+    if resp.status == 405:
+        assert resp.headers.get("Allow"), resp.headers
+    assert await snapshot(db_url) == before
+
+    # The hub is not wedged: the next good upload and read are served normally.
+    moved = make_view(monster_at=7)
+    resp = await client.post("/view", data=encode(moved), headers=auth(token))
+    assert resp.status == 200, await resp.text()
+    resp = await client.get("/api/v1/state?x=100&y=100&r=2", headers=auth(token))
+    state = await resp.json()
+    assert [(m["id"], m["x"], m["y"]) for m in state["monsters"]] == [
+        (90311, moved[7]["x"], moved[7]["y"])]
+    assert await snapshot(db_url) != before
+
+
+# -- what is not hostile -------------------------------------------------------------
+
+# Valid names that look like attacks or oddities: they must be stored and read back verbatim.
+ODD_NAMES = [
+    "Robert'); DROP TABLE players;--",
+    "' OR '1'='1",
+    '"; DELETE FROM tiles WHERE "1"="1',
+    "\\'; UPDATE tokens SET revoked_at = NULL; --",
+    "%s%s%s %d %(name)s ?",
+    "admin'--",
+    "1 UNION SELECT token_hash FROM tokens",
+    "🐉 Dragon 👨‍👩‍👧",
+    "مرحبا بالعالم",
+    "\u202eevil\u202c mirrored",
+    "Zoë Ångström ﬁ",
+    "名前",
+]
+
+
+async def test_sql_looking_and_unicode_names_are_stored_verbatim(
+        client: TestClient, make_token: TokenMaker, db_url: str) -> None:
+    token = await make_token(GUILD, "Alice", PLAYER)
+    tiles = [{"x": x, "y": y, "type": ODD_NAMES[i % len(ODD_NAMES)], "items": {}}
+             for i, (x, y) in enumerate(hex_disk(200, 200, 2))]
+    for i, name in enumerate(ODD_NAMES):
+        items = tiles[i]["items"]
+        items["npcs"] = [{"id": 1000 + i, "name": name, "level": 1, "wounds": name}]
+        items["pcs"] = [{"id": 2000 + i, "name": name, "guildId": 99, "guildName": name}]
+        items["places"] = [{"id": 3000 + i, "name": name, "townId": 1, "townName": name}]
+        items["resources"] = [{"name": name, "level": 1}]
+        items["objects"] = [{"id": 4000 + i, "name": name}]
+    resp = await client.post("/view", data=encode(tiles), headers=auth(token))
+    assert resp.status == 200, await resp.text()
+    odd = ODD_NAMES[0]
+    resp = await client.post(f"/pc/{PLAYER}", headers=auth(token),
+                             data=encode(make_profile(name=odd, race=ODD_NAMES[7],
+                                                      img=ODD_NAMES[3])))
+    assert resp.status == 200, await resp.text()
+    group = [{"id": 5000 + i, "name": name, "race": name, "x": 200, "y": 200}
+             for i, name in enumerate(ODD_NAMES)]
+    resp = await client.post("/gdc", data=encode(group), headers=auth(token))
+    assert resp.status == 200, await resp.text()
+
+    resp = await client.get("/api/v1/state?x=200&y=200&r=2", headers=auth(token))
+    state = await resp.json()
+    expected = {i: name for i, name in enumerate(ODD_NAMES)}
+    assert {m["id"] - 1000: m["name"] for m in state["monsters"]} == expected
+    assert {m["id"] - 1000: m["wounds"] for m in state["monsters"]} == expected
+    assert {p["id"] - 3000: p["name"] for p in state["places"]} == expected
+    assert {p["id"] - 3000: p["town_name"] for p in state["places"]} == expected
+    assert {o["id"] - 4000: o["name"] for o in state["objects"]} == expected
+    assert sorted(r["name"] for r in state["resources"]) == sorted(ODD_NAMES)
+    assert {(t["x"], t["y"]): t["type"] for t in state["tiles"]} == {
+        (t["x"], t["y"]): t["type"] for t in tiles}
+    seen = {p["id"]: p for p in state["players"]}
+    assert {pid - 2000: seen[pid]["name"] for pid in range(2000, 2000 + len(ODD_NAMES))} == expected
+    assert {pid - 2000: seen[pid]["guild_name"]
+            for pid in range(2000, 2000 + len(ODD_NAMES))} == expected
+
+    resp = await client.get("/gdc", headers=auth(token))
+    players = {p["id"]: p for p in await resp.json()}
+    assert players[PLAYER]["name"] == odd
+    assert players[PLAYER]["race"] == ODD_NAMES[7]
+    assert players[PLAYER]["img"] == ODD_NAMES[3]
+    assert {pid - 5000: players[pid]["name"] for pid in range(5000, 5000 + len(ODD_NAMES))} == expected
+    assert {pid - 5000: players[pid]["race"] for pid in range(5000, 5000 + len(ODD_NAMES))} == expected
+
+    # Nothing was executed: every table is still there, and so is the token.
+    dump = await snapshot(db_url)
+    assert {"tokens", "tiles", "players", "monsters", "places", "resources", "objects"} <= set(dump)
+    resp = await client.get("/infos", headers=auth(token))
+    assert resp.status == 200
+    # And the stored bytes are the very ones sent (no escaping, no normalisation).
+    stored = {row[dump["monsters"][0].index("name")] for row in dump["monsters"][1]}
+    assert stored == set(ODD_NAMES)
+
+
+async def test_unknown_fields_from_newer_userscripts_are_ignored(
+        client: TestClient, make_token: TokenMaker) -> None:
+    token = await make_token(GUILD, "Alice", PLAYER)
+    tiles = make_view()
+    tiles[0]["weather"] = {"rain": True, "nested": [[1, {"deeper": None}]]}
+    tiles[0]["items"]["vehicles"] = [{"id": 1}]
+    tiles[3]["items"]["npcs"][0]["aura"] = "rouge"
+    tiles[1]["items"]["places"][0]["owner"] = None
+    resp = await client.post("/view", data=encode(tiles), headers=auth(token))
+    assert resp.status == 200, await resp.text()
+    resp = await client.post(f"/pc/{PLAYER}", headers=auth(token),
+                             data=encode(make_profile(mana=12, caracs={"pv": 40, "newStat": 3})))
+    assert resp.status == 200, await resp.text()
+    group = make_group()
+    group[1]["title"] = "Chef"
+    resp = await client.post("/gdc", data=encode(group), headers=auth(token))
+    assert resp.status == 200, await resp.text()
+
+    resp = await client.get("/api/v1/state?x=100&y=100&r=2", headers=auth(token))
+    state = await resp.json()
+    assert [m["name"] for m in state["monsters"]] == ["Chauve-souris Géante"]
+    assert [p["name"] for p in state["places"]] == ["Temple de Tonak"]
+    resp = await client.get("/gdc", headers=auth(token))
+    players = {p["id"]: p for p in await resp.json()}
+    assert players[PLAYER]["pv"] == 40
+    assert players[5151]["name"] == "Bob"
+
+
+async def test_summoned_creatures_without_id_are_skipped(
+        client: TestClient, make_token: TokenMaker) -> None:
+    token = await make_token(GUILD, "Alice", PLAYER)
+    tiles = make_view()
+    items = tiles[0]["items"]
+    items["pcs"] = [{"id": None, "name": "Feu Fol", "level": 1},
+                    {"id": "None", "name": "Feu Fol", "level": 1},
+                    {"id": 5151, "name": "Bob", "level": 9}]
+    items["npcs"] = [{"id": "None", "name": "Feu Fol"}, {"id": None, "name": "Golem"},
+                     {"id": 90999, "name": "Loup", "level": 3}]
+    tiles[4]["items"]["npcs"] = [{"id": None, "name": "Feu Fol"}]
+    resp = await client.post("/view", data=encode(tiles), headers=auth(token))
+    assert resp.status == 200, await resp.text()
+    resp = await client.get("/api/v1/state?x=100&y=100&r=2", headers=auth(token))
+    state = await resp.json()
+    assert sorted((m["id"], m["name"]) for m in state["monsters"]) == [
+        (90311, "Chauve-souris Géante"), (90999, "Loup")]
+    assert sorted((p["id"], p["name"]) for p in state["players"]) == [
+        (PLAYER, "Alice"), (5151, "Bob")]
+
+
+async def test_portals_without_town_are_stored(
+        client: TestClient, make_token: TokenMaker) -> None:
+    token = await make_token(GUILD, "Alice", PLAYER)
+    tiles = make_view()
+    tiles[5]["items"]["places"] = [
+        {"id": 66, "level": None, "name": "Portail de Tonak", "townId": None, "townName": None}]
+    tiles[6]["items"]["places"] = [{"id": 67, "name": "Portail démoniaque"}]
+    resp = await client.post("/view", data=encode(tiles), headers=auth(token))
+    assert resp.status == 200, await resp.text()
+    resp = await client.get("/api/v1/state?x=100&y=100&r=2", headers=auth(token))
+    places = {p["id"]: p for p in (await resp.json())["places"]}
+    assert places[66]["name"] == "Portail de Tonak"
+    assert (places[66]["town_id"], places[66]["town_name"]) == (None, None)
+    assert (places[66]["x"], places[66]["y"]) == (tiles[5]["x"], tiles[5]["y"])
+    assert (places[67]["town_id"], places[67]["town_name"]) == (None, None)
+    assert places[12]["town_name"] == "Tonak"
+    resp = await client.get("/minimap/100/100/2", headers=auth(token))
+    marks = {(t["x"], t["y"]): t["on_tile"] for t in await resp.json()}
+    assert marks[(tiles[5]["x"], tiles[5]["y"])] == {"place": "Portail de Tonak"}
