@@ -1,0 +1,261 @@
+"""What every benchmark shares: fresh databases, a real hub process, figures and their output."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import resource
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pymysql
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+MYSQL_SERVER = os.environ.get("NACRITAN_BENCH_MYSQL", "mysql://root@127.0.0.1:3306")
+
+
+# -- databases -----------------------------------------------------------------
+
+def _mysql_admin(statement: str) -> None:
+    parts = urlsplit(MYSQL_SERVER)
+    conn = pymysql.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
+                           user=parts.username or "root", password=parts.password or "",
+                           connect_timeout=5)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def fresh_databases(*backends: str) -> Iterator[list[str]]:
+    """One new database URL per backend ("mysql" or "sqlite"), migrated, dropped afterwards."""
+    from storage import migrate
+
+    made: list[str] = []
+    tmp = tempfile.TemporaryDirectory(prefix="nacritan_bench_")
+    urls = []
+    try:
+        for backend in backends:
+            if backend == "mysql":
+                name = f"nacritan_bench_{secrets.token_hex(5)}"
+                _mysql_admin(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+                made.append(name)
+                url = f"{MYSQL_SERVER.rstrip('/')}/{name}"
+            else:
+                url = f"sqlite:///{tmp.name}/{secrets.token_hex(5)}.db"
+            asyncio.run(migrate(url))
+            urls.append(url)
+        yield urls
+    finally:
+        for name in made:
+            with contextlib.suppress(pymysql.err.Error):
+                _mysql_admin(f"DROP DATABASE IF EXISTS {name}")
+        tmp.cleanup()
+
+
+async def add_tokens(url: str, guild_id: int, names: Sequence[str]) -> list[str]:
+    """One token per member name, stored in one transaction; returned in the same order."""
+    from storage import open_store
+
+    tokens = [secrets.token_urlsafe(24) for _ in names]
+    store = await open_store(url)
+    try:
+        await store.add_tokens(guild_id, {t: (n, None) for t, n in zip(tokens, names, strict=True)},
+                               int(time.time() * 1000))
+    finally:
+        await store.close()
+    return tokens
+
+
+# -- processes -----------------------------------------------------------------
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def raise_nofile(wanted: int = 65_536) -> int:
+    """Raise this process's open-file limit as far as allowed; returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(wanted, hard) if hard != resource.RLIM_INFINITY else wanted
+    if target > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _preexec_nofile() -> None:
+    raise_nofile()
+
+
+class HubProcess:
+    """`python -m hub serve` as a child process on a free port, stopped with SIGTERM."""
+
+    def __init__(self, db_url: str, *, env: dict[str, str] | None = None,
+                 log_path: Path | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path or Path(tempfile.mkstemp(prefix="nacritan_hub_", suffix=".log")[1])
+        self._env = {**os.environ, "NACRITAN_DB": db_url, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> HubProcess:
+        log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "hub", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT, env=self._env, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=_preexec_nofile)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hub exited: {self.log_path.read_text()[-2000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("hub did not start listening within 60 s")
+
+    def rss_kib(self) -> int:
+        """Resident memory of the hub process."""
+        assert self.proc is not None
+        return rss_kib(self.proc.pid)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of a process, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def run_role(module: str, args: dict[str, Any], *, timeout: float = 600) -> dict[str, Any]:
+    """Run `python -m <module> --role ...` as a separate process; its last stdout line is JSON."""
+    proc = subprocess.run([PYTHON, "-m", module, "--role-args", json.dumps(args)], cwd=ROOT,
+                          capture_output=True, timeout=timeout, preexec_fn=_preexec_nofile)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{module} {args.get('role')} failed:\n{proc.stderr.decode()[-3000:]}")
+    return dict(json.loads(proc.stdout.decode().strip().splitlines()[-1]))
+
+
+def spawn_role(module: str, args: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """Start a role process without waiting; read it with `collect`."""
+    return subprocess.Popen([PYTHON, "-m", module, "--role-args", json.dumps(args)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_preexec_nofile)
+
+
+def collect(proc: subprocess.Popen[bytes], timeout: float = 600) -> dict[str, Any]:
+    """Wait for a role process and parse its JSON line."""
+    out, err = proc.communicate(timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"role process failed:\n{err.decode()[-3000:]}")
+    return dict(json.loads(out.decode().strip().splitlines()[-1]))
+
+
+def emit(result: dict[str, Any]) -> None:
+    """The role's answer to its parent: one JSON line on stdout."""
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+# -- figures -------------------------------------------------------------------
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) by nearest rank; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
+    """p50/p95/p99/max in milliseconds."""
+    return {f"p{q}_ms": round(percentile(seconds, q) * 1000, 2) for q in (50, 95, 99)} | {
+        "max_ms": round(max(seconds) * 1000, 2) if seconds else float("nan")}
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = 0
+    with contextlib.suppress(OSError):
+        mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
+    mariadb = ""
+    with contextlib.suppress(pymysql.err.Error):
+        parts = urlsplit(MYSQL_SERVER)
+        conn = pymysql.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
+                               user=parts.username or "root", password=parts.password or "")
+        with conn.cursor() as c:
+            c.execute("SELECT VERSION()")
+            mariadb = str(c.fetchone()[0])
+        conn.close()
+    return {"cpu": model, "cores": os.cpu_count(), "mem_gib": mem,
+            "python": platform.python_version(), "mariadb": mariadb,
+            "load_1m": round(os.getloadavg()[0], 2)}
+
+
+def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table, columns right-aligned."""
+    cells = [[_fmt(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
+              for i, h in enumerate(headers)]
+    line = "  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))
+    out = [title, line, "-" * len(line)]
+    out += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(out)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if v != v:
+            return "-"
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.2f}" if abs(v) < 100 else f"{v:.1f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def report(name: str, text: str, result: dict[str, Any]) -> None:
+    """Print the human table then the one JSON line the README and CI read."""
+    print(text)
+    print(json.dumps({"bench": name, **result, "machine": machine()}, sort_keys=False))
+    sys.stdout.flush()
+
+
+def role_args() -> dict[str, Any] | None:
+    """The JSON arguments of a role process, or None when run as the orchestrator."""
+    if "--role-args" in sys.argv:
+        return dict(json.loads(sys.argv[sys.argv.index("--role-args") + 1]))
+    return None

@@ -1,0 +1,339 @@
+"""`python -m bench.ingest`: POST /view throughput and latency against the database's ceiling.
+
+The hub runs as `python -m hub serve`; a separate client process posts pre-generated
+views (seeded walk of a 32-member guild, radius 4) at concurrency 1, 8 and 32 for a
+fixed duration. In the same run, a third process measures, on fresh databases of its
+own, with the same views at the same concurrency and the same pool size:
+
+- `store`: `Store.apply_view` called directly with pre-decoded tiles (no HTTP, no
+  parsing), recording every statement of every committed transaction;
+- `ceiling`: those recorded transactions (same statements, same rows, in commit
+  order) replayed with bare aiomysql (aiosqlite for SQLite): no HTTP, no parsing,
+  no merge. This is the issue's "bare aiomysql script applying the exact same
+  transactions": replaying captured statements (instead of calling the Store) keeps
+  the Store's own Python out of the ceiling, so the ratio charges the hub for all of it.
+
+The ratio hub / ceiling is reported per concurrency; the parse cost alone is measured too.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from bench import common, parse
+from bench.workload import GuildWorkload
+
+GUILD = 501
+MEMBERS = 32
+POOL_SIZE = 10  # the hub's MySQLBackend.open default
+
+
+def _views_file(path: Path, seed: int, radius: int, per_member: int) -> None:
+    views = GuildWorkload(seed, MEMBERS, radius, GUILD).member_views(per_member)
+    path.write_bytes(msgspec.msgpack.encode(views))
+
+
+def _load_views(path: str) -> list[list[bytes]]:
+    return msgspec.msgpack.decode(Path(path).read_bytes(), type=list[list[bytes]])
+
+
+def _worker_queues(views: list[list[bytes]], concurrency: int) -> list[list[tuple[int, bytes]]]:
+    """Worker w uploads for members w, w+c, ...: each member's views stay in walking order."""
+    queues: list[list[tuple[int, bytes]]] = [[] for _ in range(concurrency)]
+    for w in range(concurrency):
+        mine = [m for m in range(len(views)) if m % concurrency == w]
+        for turn in range(len(views[0])):
+            queues[w] += [(m, views[m][turn]) for m in mine]
+    return queues
+
+
+async def _run_workers(queues: list[list[tuple[int, bytes]]], duration: float,
+                       one: Callable[[int, bytes], Awaitable[bool]]) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + duration
+
+    async def worker(queue: list[tuple[int, bytes]]) -> None:
+        nonlocal errors
+        i = 0
+        while time.perf_counter() < deadline:
+            member, body = queue[i % len(queue)]
+            i += 1
+            start = time.perf_counter()
+            ok = await one(member, body)
+            latencies.append(time.perf_counter() - start)
+            errors += not ok
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(q) for q in queues))
+    elapsed = time.perf_counter() - start
+    done = len(latencies) - errors
+    return {"views": done, "errors": errors, "seconds": round(elapsed, 3),
+            "views_per_s": round(done / elapsed, 1), **common.latency_summary(latencies)}
+
+
+# -- role: HTTP client ----------------------------------------------------------
+
+async def _client(args: dict[str, Any]) -> dict[str, Any]:
+    import aiohttp
+
+    views = _load_views(args["views"])
+    queues = _worker_queues(views, args["concurrency"])
+    headers = [{"Authorization": f"Bearer {t}", "Content-Type": "application/json"}
+               for t in args["tokens"]]
+    url = args["url"] + "/view"
+    connector = aiohttp.TCPConnector(limit=args["concurrency"])
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(member: int, body: bytes) -> bool:
+            async with session.post(url, data=body, headers=headers[member]) as resp:
+                await resp.read()
+                return resp.status == 200
+
+        return await _run_workers(queues, args["duration"], one)
+
+
+# -- role: Store direct, then bare replay --------------------------------------
+
+class _RecordingTx:
+    def __init__(self, tx: Any, log: list[tuple[str, bool, list[Any]]]) -> None:
+        self._tx = tx
+        self._log = log
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self._log.append((sql, False, list(params)))
+        return int(await self._tx.execute(sql, params))
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        self._log.append((sql, True, list(params)))
+        return list(await self._tx.fetchall(sql, params))
+
+
+class _RecordingBackend:
+    """The real backend; each committed transaction's statements are kept, in commit order."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.dialect = inner.dialect
+        self.committed: list[list[tuple[str, bool, list[Any]]]] = []
+
+    async def write(self, work: Callable[[Any], Awaitable[Any]]) -> Any:
+        attempt_log: list[list[tuple[str, bool, list[Any]]]] = []
+
+        async def recorded(tx: Any) -> Any:
+            log: list[tuple[str, bool, list[Any]]] = []
+            attempt_log[:] = [log]  # a retried attempt replaces the rolled-back one
+            return await work(_RecordingTx(tx, log))
+
+        result = await self.inner.write(recorded)
+        self.committed.append(attempt_log[0])
+        return result
+
+    def read(self) -> Any:
+        return self.inner.read()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def _store_direct(db: str, views: list[list[bytes]], tokens: list[str], concurrency: int,
+                        duration: float, radius: int) -> tuple[dict[str, Any], list[Any]]:
+    from parsers import decode_view
+    from storage import Store, open_store
+
+    store = await open_store(db)
+    recorder = _RecordingBackend(store.backend)
+    recording = Store(recorder)  # type: ignore[arg-type]
+    members = [await store.find_member(t) for t in tokens]
+    decoded = {body: decode_view(body, max_tiles=400, max_entities=4000)
+               for per in views for body in per}
+    queues = _worker_queues(views, concurrency)
+
+    async def one(member: int, body: bytes) -> bool:
+        m = members[member]
+        assert m is not None
+        await recording.apply_view(m, decoded[body], body, int(time.time() * 1000))
+        return True
+
+    try:
+        result = await _run_workers(queues, duration, one)
+    finally:
+        await store.close()
+    return result, recorder.committed
+
+
+async def _replay_mysql(db: str, txs: list[Any], concurrency: int) -> dict[str, Any]:
+    import aiomysql
+
+    from storage.mysql import mysql_params
+
+    pool = await aiomysql.create_pool(
+        minsize=0, maxsize=POOL_SIZE, autocommit=True, charset="utf8mb4",
+        init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", **mysql_params(db))
+    pending = iter(txs)
+    latencies: list[float] = []
+
+    async def worker() -> None:
+        for statements in pending:
+            start = time.perf_counter()
+            async with pool.acquire() as conn:
+                await conn.begin()
+                async with conn.cursor() as cur:
+                    for sql, fetch, params in statements:
+                        await cur.execute(sql, params or None)
+                        if fetch:
+                            await cur.fetchall()
+                await conn.commit()
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    pool.close()
+    await pool.wait_closed()
+    return {"views": len(latencies), "errors": 0, "seconds": round(elapsed, 3),
+            "views_per_s": round(len(latencies) / elapsed, 1),
+            **common.latency_summary(latencies)}
+
+
+async def _replay_sqlite(db: str, txs: list[Any], concurrency: int) -> dict[str, Any]:
+    import aiosqlite
+
+    from storage.sqlite import sqlite_path
+
+    conn = await aiosqlite.connect(sqlite_path(db), isolation_level=None)
+    await conn.execute("PRAGMA journal_mode=WAL")
+    await conn.execute("PRAGMA synchronous=NORMAL")
+    lock = asyncio.Lock()
+    pending = iter(txs)
+    latencies: list[float] = []
+
+    async def worker() -> None:
+        for statements in pending:
+            start = time.perf_counter()
+            async with lock:  # SQLite has one writer, as in the hub
+                await conn.execute("BEGIN IMMEDIATE")
+                for sql, fetch, params in statements:
+                    cursor = await conn.execute(sql, params)
+                    if fetch:
+                        await cursor.fetchall()
+                await conn.execute("COMMIT")
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    await conn.close()
+    return {"views": len(latencies), "errors": 0, "seconds": round(elapsed, 3),
+            "views_per_s": round(len(latencies) / elapsed, 1),
+            **common.latency_summary(latencies)}
+
+
+async def _ceiling(args: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for level in args["levels"]:
+        c = level["concurrency"]
+        views = _load_views(level["views"])
+        direct, txs = await _store_direct(args["store_db"], views, args["tokens"], c,
+                                          args["duration"], args["radius"])
+        replay = (_replay_mysql if args["backend"] == "mysql" else _replay_sqlite)
+        out[str(c)] = {"store": direct, "ceiling": await replay(args["replay_db"], txs, c)}
+    return out
+
+
+# -- orchestrator --------------------------------------------------------------
+
+def run(backends: Sequence[str], levels: Sequence[int], duration: float, radius: int,
+        seed: int, parse_seconds: float) -> dict[str, Any]:
+    """Measure every backend at every concurrency; returns the JSON result."""
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="nacritan_bench_views_"))
+    # Enough turns that no worker runs out at ~1,500 views/s; it wraps around if it does.
+    per_member = max(8, int(1500 * duration / MEMBERS))
+    level_files = []
+    for i, c in enumerate(levels):
+        path = tmp / f"views-{c}.msgpack"
+        _views_file(path, seed + i, radius, per_member)
+        level_files.append({"concurrency": c, "views": str(path)})
+    names = GuildWorkload(seed, MEMBERS, radius, GUILD).names
+    results: dict[str, Any] = {}
+    try:
+        for backend in backends:
+            with common.fresh_databases(backend, backend, backend) as (hub_db, store_db, replay_db):
+                hub_tokens = asyncio.run(common.add_tokens(hub_db, GUILD, names))
+                store_tokens = asyncio.run(common.add_tokens(store_db, GUILD, names))
+                per_level: dict[str, Any] = {}
+                with common.HubProcess(hub_db) as hub:
+                    for level in level_files:
+                        per_level[str(level["concurrency"])] = {"hub": common.run_role(
+                            "bench.ingest", {"role": "client", "url": hub.url, "tokens": hub_tokens,
+                                             "concurrency": level["concurrency"],
+                                             "views": level["views"], "duration": duration})}
+                ceiling = common.run_role("bench.ingest", {
+                    "role": "ceiling", "backend": backend, "store_db": store_db,
+                    "replay_db": replay_db, "tokens": store_tokens, "levels": level_files,
+                    "duration": duration, "radius": radius})
+                for c, figures in ceiling.items():
+                    per_level[c].update(figures)
+                    hub_rate = per_level[c]["hub"]["views_per_s"]
+                    per_level[c]["ratio"] = round(hub_rate / figures["ceiling"]["views_per_s"], 3)
+                    per_level[c]["ratio_store"] = round(hub_rate / figures["store"]["views_per_s"], 3)
+                results[backend] = per_level
+    finally:
+        for f in tmp.iterdir():
+            f.unlink()
+        tmp.rmdir()
+    parsing = parse.measure(seconds=parse_seconds, radii=(radius,), pretty=(False,))
+    return {"radius": radius, "members": MEMBERS, "duration_s": duration, "seed": seed,
+            "backends": results, "parse": parsing}
+
+
+def render(result: dict[str, Any]) -> str:
+    """The human table."""
+    rows = []
+    for backend, levels in result["backends"].items():
+        for c, f in levels.items():
+            for who in ("hub", "store", "ceiling"):
+                r = f[who]
+                rows.append([backend, c, who, r["views_per_s"], r["p50_ms"], r["p95_ms"],
+                             r["p99_ms"], r["errors"],
+                             f"{f['ratio']:.0%}" if who == "hub" else ""])
+    text = common.table(
+        f"ingest: POST /view, radius {result['radius']}, {result['members']} members walking, "
+        f"{result['duration_s']} s per level (ratio = hub / bare ceiling)",
+        ["db", "conc", "who", "views/s", "p50 ms", "p95 ms", "p99 ms", "errors", "ratio"], rows)
+    return text + "\n\n" + parse.render(result["parse"])
+
+
+def main() -> None:
+    """Orchestrate, or play one role."""
+    args = common.role_args()
+    if args is not None:
+        role = {"client": _client, "ceiling": _ceiling}[args["role"]]
+        common.emit(asyncio.run(role(args)))
+        return
+    p = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="short levels, for CI")
+    p.add_argument("--duration", type=float, help="seconds per level (default 10, quick 2)")
+    p.add_argument("--concurrency", default=None, help="comma list (default 1,8,32; quick 1,8)")
+    p.add_argument("--backends", default="mysql,sqlite")
+    p.add_argument("--radius", type=int, default=4)
+    p.add_argument("--seed", type=int, default=1)
+    a = p.parse_args()
+    duration = a.duration or (2.0 if a.quick else 10.0)
+    levels = [int(c) for c in (a.concurrency or ("1,8" if a.quick else "1,8,32")).split(",")]
+    result = run(a.backends.split(","), levels, duration, a.radius, a.seed,
+                 parse_seconds=0.5 if a.quick else 3.0)
+    common.report("ingest", render(result), result)
+
+
+if __name__ == "__main__":
+    main()
