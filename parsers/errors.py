@@ -7,6 +7,11 @@ import msgspec
 
 _PATH_SUFFIX = re.compile(r" - at `(?P<path>[^`]*)`$")
 
+# What msgspec lets out, instead of a DecodeError, for a body it cannot read as JSON
+# text: invalid UTF-8 in a string, or nesting deeper than its recursion limit (in a
+# field the structs would otherwise skip as unknown).
+UNREADABLE = (UnicodeDecodeError, RecursionError)
+
 
 class ParseError(ValueError):
     """A payload that cannot be accepted; `path` names the field (`$` for the whole body)."""
@@ -17,6 +22,12 @@ class ParseError(ValueError):
         self.path = path
         # "invalid_json" when the body is not JSON at all, else "invalid_payload".
         self.code = code
+
+    @classmethod
+    def unreadable(cls, exc: Exception) -> ParseError:
+        """The error for one of `UNREADABLE`: the body is not JSON the hub can read."""
+        reason = "not valid UTF-8" if isinstance(exc, UnicodeDecodeError) else "nested too deeply"
+        return cls(f"invalid JSON: {reason}", "$", "invalid_json")
 
     @classmethod
     def from_msgspec(cls, exc: msgspec.MsgspecError) -> ParseError:

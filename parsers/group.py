@@ -6,7 +6,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from parsers.errors import ParseError
+from parsers.errors import UNREADABLE, ParseError
 from parsers.types import GameId, Level, Name, ShortText, Stat, X, Y
 
 MAX_GROUP = 200
@@ -31,6 +31,8 @@ def decode_group(body: bytes) -> list[GroupMember]:
         members = _GROUP.decode(body)
     except msgspec.MsgspecError as exc:
         raise ParseError.from_msgspec(exc) from None
+    except UNREADABLE as exc:
+        raise ParseError.unreadable(exc) from None
     seen: set[int] = set()
     for index, member in enumerate(members):
         if member.id in seen:

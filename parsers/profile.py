@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import msgspec
 
-from parsers.errors import ParseError
+from parsers.errors import UNREADABLE, ParseError
 from parsers.types import DateTimeText, GameId, ImagePath, Level, Name, ShortText, Stat, X, Y
 
 
@@ -44,6 +44,8 @@ def decode_profile(body: bytes, *, path_id: int) -> Profile:
         profile = _PROFILE.decode(body)
     except msgspec.MsgspecError as exc:
         raise ParseError.from_msgspec(exc) from None
+    except UNREADABLE as exc:
+        raise ParseError.unreadable(exc) from None
     if profile.id != path_id:
         raise ParseError(f"body id {profile.id} does not match path id {path_id}", "$.id")
     return profile

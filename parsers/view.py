@@ -6,7 +6,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from parsers.errors import ParseError
+from parsers.errors import UNREADABLE, ParseError
 from parsers.types import GameId, Level, Name, ShortText, SummonId, Terrain, X, Y
 
 # Per-list bound on one tile; the per-upload totals are checked in `decode_view`.
@@ -73,6 +73,8 @@ def decode_view(body: bytes, *, max_tiles: int, max_entities: int) -> list[Tile]
         tiles = _VIEW.decode(body)
     except msgspec.MsgspecError as exc:
         raise ParseError.from_msgspec(exc) from None
+    except UNREADABLE as exc:
+        raise ParseError.unreadable(exc) from None
     if not tiles:
         raise ParseError("a view needs at least one tile", "$")
     if len(tiles) > max_tiles:
