@@ -7,6 +7,9 @@ retention (hub/backup_retention.py) delete older backups; a failed run deletes n
 temporary file. Passwords reach the MariaDB client through a 0600 defaults file in a
 private temporary directory, never through argv.
 
+A restore drops the dump's DEFINER clauses, so the restoring user owns the routines,
+triggers and events it recreates (the dump restores under any user name).
+
 Only MySQL/MariaDB URLs are handled: a SQLite database is a single file that the
 operator copies with `sqlite3 FILE '.backup COPY'`, and the command says so.
 """
@@ -40,7 +43,7 @@ log = logging.getLogger(__name__)
 PREFIX: Final = "nacritan-"
 SUFFIX: Final = ".sql.gz"
 CHECKSUM_SUFFIX: Final = ".sha256"
-NAME_RE: Final = re.compile(r"^nacritan-(\d{8}T\d{6}Z)\.sql\.gz$")
+NAME_RE: Final = re.compile(r"^nacritan-(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z\.sql\.gz$")
 TIME_FORMAT: Final = "%Y%m%dT%H%M%SZ"
 DUMP_COMPLETED: Final = b"-- Dump completed"
 DUMP_FLAGS: Final = (
@@ -53,6 +56,7 @@ DUMP_FLAGS: Final = (
 )
 CHUNK: Final = 1024 * 1024
 MYSQL_SCHEMES: Final = frozenset({"mysql", "mariadb", "mysql+aiomysql", "mysql+pymysql"})
+DEFINER_RE: Final = re.compile(rb"DEFINER=`(?:[^`]|``)*`@`(?:[^`]|``)*`")
 # yoyo's bookkeeping tables hold rows in a freshly migrated, otherwise empty database.
 BOOKKEEPING_TABLES: Final = re.compile(r"^(_yoyo_.*|yoyo_lock)$")
 
@@ -135,7 +139,10 @@ def parse_backup_name(name: str) -> datetime | None:
     match = NAME_RE.match(name)
     if match is None:
         return None
-    return datetime.strptime(match.group(1), TIME_FORMAT).replace(tzinfo=UTC)
+    try:
+        return datetime(*(int(part) for part in match.groups()), tzinfo=UTC)
+    except ValueError:  # digits that are no date, e.g. month 13
+        return None
 
 
 def verify_archive(path: Path) -> str:
@@ -218,11 +225,12 @@ def take_backup(target: MysqlTarget, directory: Path, now: datetime) -> Path:
 
 def good_backups(directory: Path) -> dict[datetime, Path]:
     """Backups in `directory` that were published (they have their checksum file)."""
+    names = set(os.listdir(directory))
     found: dict[datetime, Path] = {}
-    for path in directory.iterdir():
-        at = parse_backup_name(path.name)
-        if at is not None and path.with_name(path.name + CHECKSUM_SUFFIX).exists():
-            found[at] = path
+    for name in names:
+        at = parse_backup_name(name)
+        if at is not None and name + CHECKSUM_SUFFIX in names:
+            found[at] = directory / name
     return found
 
 
@@ -313,6 +321,15 @@ def reset_feed_epochs(target: MysqlTarget) -> str:
     return epoch
 
 
+def _without_definer(line: bytes) -> bytes:
+    """Drop `DEFINER=user@host` from a schema statement (never from row data), so routines,
+    triggers, events and views restore under whichever user runs the restore: naming
+    another user as definer needs SUPER/SET USER, which the hub's user does not have."""
+    if b"DEFINER=" not in line or line.startswith(b"INSERT INTO"):
+        return line
+    return DEFINER_RE.sub(b"", line)
+
+
 def restore_backup(target: MysqlTarget, path: Path, force: bool) -> None:
     """Verify `path`, stream it into the configured database, reset the feed epochs."""
     digest = verify_archive(path)
@@ -326,8 +343,8 @@ def restore_backup(target: MysqlTarget, path: Path, force: bool) -> None:
         assert sink is not None
         try:
             with gzip.open(path, "rb") as dump, sink:
-                for chunk in iter(lambda: dump.read(CHUNK), b""):
-                    sink.write(chunk)
+                for line in dump:
+                    sink.write(_without_definer(line))
         except BrokenPipeError:
             pass  # the client stopped reading; its exit code and message say why
         code = process.wait()
