@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp_cors
 from aiohttp import web
 
-from hub import keys, ops, reads, uploads
+from hub import keys, ops, reads, uploads, ws
 from hub.auth import Authenticator, auth_middleware
 from hub.clock import now_ms
 from hub.errors import error_middleware
@@ -77,6 +77,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(uploads.routes)
     app.add_routes(reads.routes)
     app.router.add_get("/metrics", get_metrics)
+    ws.setup_live_feed(app)
     _setup_cors(app, settings)
     return app
 

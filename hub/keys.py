@@ -1,6 +1,7 @@
 """Every key under which the app and its requests keep state (no string keys)."""
 from __future__ import annotations
 
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from storage.model import Event, Member
 
 if TYPE_CHECKING:
     from hub.auth import Authenticator
+    from hub.feed import Feed
     from hub.metrics import Metrics
     from hub.worldmap import WorldMapCache
 
@@ -28,5 +30,9 @@ TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple)
 EVENT_LISTENERS = web.AppKey("event_listeners", list[EventListener])
 # Extra readiness checks (e.g. the feed's Redis subscription): each returns a reason or None.
 READINESS_CHECKS = web.AppKey("readiness_checks", list[Callable[[], str | None]])
+
+# The live feed (hub/feed.py) and the open websockets, closed with 1001 on shutdown.
+FEED: web.AppKey[Feed] = web.AppKey("feed")
+WEBSOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("websockets")
 
 MEMBER = web.RequestKey("member", Member)
