@@ -52,11 +52,11 @@ def populate(database: Database) -> None:
     # A routine and a trigger, created by the hub's own user (their definer): --routines
     # and --triggers must carry them over. (A routine defined by root would be invisible
     # to the hub's user, and mariadb-dump fails on it: it needs the definer's rights.)
-    with contextlib.closing(MysqlTarget.from_url(database.url()).connect()) as connection:
-        with connection.cursor() as cursor:
-            cursor.execute("CREATE PROCEDURE nacritan_probe() SELECT COUNT(*) FROM tiles")
-            cursor.execute("CREATE TRIGGER tiles_probe BEFORE INSERT ON tiles"
-                           " FOR EACH ROW SET NEW.seen_by = NEW.seen_by")
+    connection = MysqlTarget.from_url(database.url()).connect()
+    with contextlib.closing(connection), connection.cursor() as cursor:
+        cursor.execute("CREATE PROCEDURE nacritan_probe() SELECT COUNT(*) FROM tiles")
+        cursor.execute("CREATE TRIGGER tiles_probe BEFORE INSERT ON tiles"
+                       " FOR EACH ROW SET NEW.seen_by = NEW.seen_by")
 
 
 def tables(database: str) -> list[str]:
@@ -71,7 +71,8 @@ def checksums(database: str) -> dict[str, object]:
 
 
 def epochs(database: str) -> dict[int, str]:
-    return {int(row[0]): str(row[1]) for row in admin(f"SELECT guild_id, epoch FROM `{database}`.feeds")}
+    rows = admin(f"SELECT guild_id, epoch FROM `{database}`.feeds")
+    return {int(str(row[0])): str(row[1]) for row in rows}
 
 
 def snapshot(directory: Path) -> dict[str, tuple[str, int]]:
@@ -226,7 +227,7 @@ def test_backup_copies_to_the_rclone_remote_when_asked(
         RCLONE_CONFIG=os.devnull,
     )
     assert result.returncode == 0, result.stderr
-    archive = single_backup(local)
+    single_backup(local)
     assert snapshot(remote).keys() == snapshot(local).keys()
     for path in remote.iterdir():
         assert path.read_bytes() == (local / path.name).read_bytes()
