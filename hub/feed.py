@@ -82,7 +82,8 @@ class Subscription:
         """Keep a live event while the snapshot or replay is being sent."""
         self.buffer.append((seq, body, event))
         self.buffered_bytes += len(body)
-        if len(self.buffer) > self.max_messages or self.buffered_bytes > self.max_bytes:
+        if len(self.buffer) > self.max_messages or (
+                len(self.buffer) > 1 and self.buffered_bytes > self.max_bytes):
             self.buffer.clear()
             self.sink.kick(proto.CLOSE_SLOW, "slow consumer, resume with since")
 

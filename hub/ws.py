@@ -63,7 +63,9 @@ class Connection:
         """Queue a message; a full queue closes the connection as a slow consumer."""
         if self.closed:
             return
-        if self._counted >= self._max_messages or self._bytes + len(data) > self._max_bytes:
+        # One message larger than the byte limit still goes through an empty queue.
+        if self._counted >= self._max_messages or (
+                self._counted and self._bytes + len(data) > self._max_bytes):
             self._metrics.ws_slow_closed.inc()
             log.info("closing a slow websocket (%d messages, %d bytes queued)",
                      self._counted, self._bytes)
@@ -99,10 +101,11 @@ class Connection:
         self._closer = asyncio.create_task(self._close(code, reason), name="ws-closer")
 
     async def _close(self, code: int, reason: str) -> None:
+        # The close frame queues behind what the socket already holds: a slow client gets
+        # CLOSE_TIMEOUT_SECONDS to read up to it, then the transport is dropped.
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                self.ws.close(code=code, message=reason.encode(), drain=False),
-                CLOSE_TIMEOUT_SECONDS)
+            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()),
+                                   CLOSE_TIMEOUT_SECONDS)
 
     async def _write_forever(self) -> None:
         try:

@@ -84,7 +84,9 @@ async def recv_close(ws: aiohttp.ClientWebSocketResponse) -> tuple[int | None, l
             continue
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
                             aiohttp.WSMsgType.CLOSED), msg.type
-        return ws.close_code, seen
+        # The code the server sent (close_code may already say how the socket ended).
+        code = msg.data if msg.type == aiohttp.WSMsgType.CLOSE else ws.close_code
+        return code, seen
 
 
 async def login(ws: aiohttp.ClientWebSocketResponse, token: str) -> dict[str, Any]:
