@@ -1,0 +1,238 @@
+"""Real `python -m hub serve` processes: two replicas over one MariaDB and a Redis of the
+test's own (stopped and restarted mid-test), and a SIGTERM shutdown followed by a resume."""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from tests.conftest import TokenMaker, auth
+from tests.feedkit import HANG_GUARD, ViewMaker, recv, recv_close, subscribe
+
+REPO = Path(__file__).resolve().parents[1]
+STARTUP_GUARD = 30.0
+
+
+@pytest.fixture(params=["mysql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Replicas share one database server: MariaDB."""
+    return str(request.param)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A redis-server of this test's own, on a free port, that can be killed and restarted."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is required (apt-get install redis-server)"
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+class Replica:
+    """One `python -m hub serve` process."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "hub", "serve", "--port", str(self.port)],
+                cwd=REPO, env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=STARTUP_GUARD)
+        self.proc = None
+        return code
+
+
+async def readyz(session: aiohttp.ClientSession, replica: Replica) -> tuple[int, Any]:
+    try:
+        async with session.get(f"{replica.base}/readyz") as resp:
+            return resp.status, await resp.json()
+    except aiohttp.ClientConnectionError:
+        return 0, None
+
+
+async def wait_ready(session: aiohttp.ClientSession, replica: Replica, ready: bool = True) -> Any:
+    """Poll /readyz until it says `ready` (a hang guard bounds it, not a timing claim)."""
+    async def poll() -> Any:
+        while True:
+            status, body = await readyz(session, replica)
+            if (status == 200) == ready and status != 0:
+                return body
+            await asyncio.sleep(0.1)
+    return await asyncio.wait_for(poll(), STARTUP_GUARD)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest_asyncio.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+def replicas(db_url: str, tmp_path: Path,
+             request: pytest.FixtureRequest) -> Iterator[list[Replica]]:
+    started: list[Replica] = []
+    yield started
+    for replica in started:
+        if replica.proc is not None:
+            replica.proc.kill()
+            replica.proc.wait()
+
+
+def replica_env(db_url: str, redis_url: str | None) -> dict[str, str]:
+    env = {"NACRITAN_DB": db_url, "NACRITAN_POLL_INTERVAL": "0.2",
+           "NACRITAN_TOKEN_CACHE_SECONDS": "0", "NACRITAN_LOG_LEVEL": "INFO"}
+    if redis_url:
+        env["NACRITAN_REDIS"] = redis_url
+    return env
+
+
+async def upload(session: aiohttp.ClientSession, replica: Replica, token: str,
+                 body: bytes) -> int:
+    async with session.post(f"{replica.base}/view", data=body, headers=auth(token)) as resp:
+        assert resp.status == 200, await resp.text()
+        return int((await resp.json())["seq"])
+
+
+async def test_two_replicas_share_the_feed_through_redis_and_polling(
+        db_url: str, tmp_path: Path, redis_server: RedisServer, replicas: list[Replica],
+        session: aiohttp.ClientSession, make_token: TokenMaker) -> None:
+    token = await make_token(8, "Alice")
+    env = replica_env(db_url, redis_server.url)
+    a, b = Replica(env, tmp_path / "a.log"), Replica(env, tmp_path / "b.log")
+    replicas += [a, b]
+    a.start()
+    b.start()
+    await wait_ready(session, a)
+    await wait_ready(session, b)
+    maker = ViewMaker(seed=31)
+
+    ws = await session.ws_connect(f"{b.base}/ws", headers=auth(token))
+    await recv(ws)
+    await subscribe(ws, 1)
+    assert (await recv(ws))["seq"] == 0
+
+    async def expect(seqs: list[int]) -> dict[str, Any]:
+        event: dict[str, Any] = {}
+        for seq in seqs:
+            event = await recv(ws)
+            assert event["type"] == "event" and event["seq"] == seq, event
+        return event
+
+    # Through Redis.
+    await expect([await upload(session, a, token, maker.view()) for _ in range(3)])
+
+    # Redis goes away: both replicas say so, and delivery goes on by polling, in order.
+    redis_server.kill()
+    body = await wait_ready(session, b, ready=False)
+    assert "redis subscription not established" in body["problems"]
+    seqs = [await upload(session, a, token, maker.view()) for _ in range(5)]
+    assert seqs == [4, 5, 6, 7, 8]
+    await expect(seqs)
+
+    # Redis comes back: the subscriptions are re-established and delivery is live again.
+    redis_server.start()
+    await wait_ready(session, a)
+    await wait_ready(session, b)
+    last = await expect([await upload(session, a, token, maker.view()) for _ in range(3)])
+    assert last["seq"] == 11
+    # And the other way round: a subscriber of A resuming, fed by uploads through B.
+    ws_a = await session.ws_connect(f"{a.base}/ws", headers=auth(token))
+    await recv(ws_a)
+    assert (await subscribe(ws_a, 1, since=9, epoch=last["epoch"]))["recovered"] is True
+    assert [(await recv(ws_a))["seq"] for _ in range(2)] == [10, 11]
+    seq = await upload(session, b, token, maker.view())
+    assert (await recv(ws_a))["seq"] == seq == 12
+    await expect([12])
+    await ws.close()
+    await ws_a.close()
+
+
+async def test_sigterm_closes_1001_and_resume_misses_nothing(
+        db_url: str, tmp_path: Path, replicas: list[Replica], session: aiohttp.ClientSession,
+        make_token: TokenMaker) -> None:
+    token = await make_token(9, "Alice")
+    replica = Replica(replica_env(db_url, None), tmp_path / "hub.log")
+    replicas.append(replica)
+    replica.start()
+    await wait_ready(session, replica)
+    maker = ViewMaker(seed=41)
+
+    ws = await session.ws_connect(f"{replica.base}/ws", headers=auth(token))
+    await recv(ws)
+    await subscribe(ws, 1)
+    await recv(ws)
+    for _ in range(2):
+        await upload(session, replica, token, maker.view())
+    last = [await recv(ws) for _ in range(2)][-1]
+    assert last["seq"] == 2
+
+    stopping = asyncio.get_running_loop().run_in_executor(None, replica.stop)
+    code, seen = await recv_close(ws)
+    assert code == aiohttp.WSCloseCode.GOING_AWAY
+    assert seen == []
+    assert await asyncio.wait_for(stopping, HANG_GUARD) == 0
+
+    replica.start()
+    await wait_ready(session, replica)
+    missed = [await upload(session, replica, token, maker.view()) for _ in range(3)]
+    ws = await session.ws_connect(f"{replica.base}/ws", headers=auth(token))
+    await recv(ws)
+    assert (await subscribe(ws, 1, since=last["seq"], epoch=last["epoch"]))["recovered"] is True
+    assert [(await recv(ws))["seq"] for _ in missed] == missed == [3, 4, 5]
+    await ws.close()
