@@ -20,11 +20,12 @@ Stat = Annotated[int, Meta(ge=-1_000_000, le=1_000_000_000)]
 
 # Printable text: no control characters and no lone surrogates (which MySQL's
 # utf8mb4 and SQLite's UTF-8 would both refuse half-way through a transaction).
-_PRINTABLE = r"^[^\x00-\x1f\x7f\ud800-\udfff]*$"
-Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=_PRINTABLE)]
-ShortText = Annotated[str, Meta(max_length=100, pattern=_PRINTABLE)]
-Terrain = Annotated[str, Meta(min_length=1, max_length=50, pattern=_PRINTABLE)]
-ImagePath = Annotated[str, Meta(max_length=255, pattern=_PRINTABLE)]
+# parsers/lean.py relies on this exact pattern being the only one it may skip.
+PRINTABLE = r"^[^\x00-\x1f\x7f\ud800-\udfff]*$"
+Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=PRINTABLE)]
+ShortText = Annotated[str, Meta(max_length=100, pattern=PRINTABLE)]
+Terrain = Annotated[str, Meta(min_length=1, max_length=50, pattern=PRINTABLE)]
+ImagePath = Annotated[str, Meta(max_length=255, pattern=PRINTABLE)]
 # The game writes its "date limite d'action" as "YYYY-MM-DD HH:MM[:SS]".
 DateTimeText = Annotated[
     str, Meta(max_length=25, pattern=r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?$")

@@ -7,6 +7,7 @@ import msgspec
 from msgspec import Meta
 
 from parsers.errors import UNREADABLE, ParseError
+from parsers.lean import can_skip_printable_check, lean_type
 from parsers.types import GameId, Level, Name, ShortText, SummonId, Terrain, X, Y
 
 # Per-list bound on one tile; the per-upload totals are checked in `decode_view`.
@@ -65,12 +66,15 @@ class Tile(msgspec.Struct, rename="camel"):
 
 
 _VIEW = msgspec.json.Decoder(list[Tile])
+# Same structs, same limits, minus the printable pattern: only for bodies that cannot
+# fail it (see parsers/lean.py); about twice as fast.
+_VIEW_LEAN = msgspec.json.Decoder(lean_type(list[Tile]))
 
 
 def decode_view(body: bytes, *, max_tiles: int, max_entities: int) -> list[Tile]:
     """Decode and validate a view; summoned creatures without an id are dropped."""
     try:
-        tiles = _VIEW.decode(body)
+        tiles = (_VIEW_LEAN if can_skip_printable_check(body) else _VIEW).decode(body)
     except msgspec.MsgspecError as exc:
         raise ParseError.from_msgspec(exc) from None
     except UNREADABLE as exc:
@@ -82,14 +86,17 @@ def decode_view(body: bytes, *, max_tiles: int, max_entities: int) -> list[Tile]
     seen: set[tuple[int, int]] = set()
     entities = 0
     for index, tile in enumerate(tiles):
-        if (tile.x, tile.y) in seen:
+        cell = (tile.x, tile.y)
+        if cell in seen:
             raise ParseError(f"tile ({tile.x}, {tile.y}) appears twice", f"$[{index}]")
-        seen.add((tile.x, tile.y))
+        seen.add(cell)
         items = tile.items
-        if any(p.id is None or p.id == "None" for p in items.pcs):
-            items.pcs = [p for p in items.pcs if isinstance(p.id, int)]
-        if any(m.id is None or m.id == "None" for m in items.npcs):
-            items.npcs = [m for m in items.npcs if isinstance(m.id, int)]
+        # Summoned creatures (id null or "None") are dropped; most tiles hold none.
+        pcs, npcs = items.pcs, items.npcs
+        if pcs and not all(type(p.id) is int for p in pcs):
+            items.pcs = [p for p in pcs if isinstance(p.id, int)]
+        if npcs and not all(type(m.id) is int for m in npcs):
+            items.npcs = [m for m in npcs if isinstance(m.id, int)]
         entities += (
             len(items.places) + len(items.pcs) + len(items.npcs)
             + len(items.resources) + len(items.objects)
