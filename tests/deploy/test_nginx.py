@@ -206,19 +206,19 @@ async def next_of_type(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[s
 
 def test_the_live_feed_over_wss_receives_an_upload_event(edge: Edge) -> None:
     async def check() -> None:
-        async with client() as session:
-            async with session.ws_connect(f"{edge.https.replace('https', 'wss')}/ws", ssl=edge.tls) as ws:
-                assert json.loads((await ws.receive()).data) == {"type": "auth_required"}
-                await ws.send_str(json.dumps({"type": "auth", "token": edge.token}))
-                assert (await next_of_type(ws, "auth_ok"))["guild"] == GUILD
-                await ws.send_str(json.dumps({"id": 1, "type": "subscribe"}))
-                result = await next_of_type(ws, "result")
-                assert result["id"] == 1 and result.get("success", True) is not False
-                async with session.post(f"{edge.https}/view", json=view(560, 320), ssl=edge.tls,
-                                        headers=basic(edge.token)) as response:
-                    assert response.status == 200, await response.text()
-                event = await next_of_type(ws, "event")
-                assert "subscription" in event
+        url = f"{edge.https.replace('https', 'wss')}/ws"
+        async with client() as session, session.ws_connect(url, ssl=edge.tls) as ws:
+            assert json.loads((await ws.receive()).data) == {"type": "auth_required"}
+            await ws.send_str(json.dumps({"type": "auth", "token": edge.token}))
+            assert (await next_of_type(ws, "auth_ok"))["guild"] == GUILD
+            await ws.send_str(json.dumps({"id": 1, "type": "subscribe"}))
+            result = await next_of_type(ws, "result")
+            assert result["id"] == 1 and result.get("success", True) is not False
+            async with session.post(f"{edge.https}/view", json=view(560, 320), ssl=edge.tls,
+                                    headers=basic(edge.token)) as response:
+                assert response.status == 200, await response.text()
+            event = await next_of_type(ws, "event")
+            assert "subscription" in event
 
     asyncio.run(check())
 
