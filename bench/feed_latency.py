@@ -24,10 +24,10 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hub.app import create_app  # noqa: E402
-from hub.settings import Settings  # noqa: E402
-from storage import migrate, open_store  # noqa: E402
-from tests.feedkit import ViewMaker  # noqa: E402
+from hub.app import create_app
+from hub.settings import Settings
+from storage import migrate, open_store
+from tests.feedkit import ViewMaker
 
 
 async def run(subscribers: int, uploads: int, db: str) -> dict[str, float]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -72,7 +73,11 @@ class SQLiteBackend:
                     await self._writer.execute("COMMIT")
                     return result
                 except BaseException:
-                    await self._writer.execute("ROLLBACK")
+                    # A task cancelled while COMMIT runs in aiosqlite's thread has nothing
+                    # left to roll back: the failing ROLLBACK must not replace (and so
+                    # swallow) the CancelledError.
+                    with contextlib.suppress(aiosqlite.Error):
+                        await self._writer.execute("ROLLBACK")
                     raise
             except aiosqlite.Error as exc:
                 raise StoreError(f"database error: {exc}") from exc
