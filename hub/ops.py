@@ -32,5 +32,8 @@ async def readyz(request: web.Request) -> web.Response:
         if reason:
             problems.append(reason)
     if problems:
-        return web.json_response({"status": "unavailable", "problems": problems}, status=503)
+        # The hub's one error envelope, with the probe's own keys kept beside it.
+        error = {"code": "not_ready", "message": "; ".join(problems)}
+        return web.json_response(
+            {"error": error, "status": "unavailable", "problems": problems}, status=503)
     return web.json_response({"status": "ready"})
