@@ -108,12 +108,14 @@ class HubProcess:
     """`python -m hub serve` as a child process on a free port, stopped with SIGTERM."""
 
     def __init__(self, db_url: str, *, env: dict[str, str] | None = None,
-                 log_path: Path | None = None) -> None:
+                 log_path: Path | None = None, profile_to: str | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="nacritan_hub_", suffix=".log")[1])
         self._env = {**os.environ, "NACRITAN_DB": db_url, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
+        self._profile_to = profile_to
+        self._profiler: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> HubProcess:
         log = self.log_path.open("wb")
@@ -126,6 +128,8 @@ class HubProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"hub exited: {self.log_path.read_text()[-2000:]}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+                if self._profile_to:
+                    self._profiler = start_profiler(self.proc.pid, self._profile_to)
                 return self
             time.sleep(0.1)
         raise RuntimeError("hub did not start listening within 60 s")
@@ -138,12 +142,58 @@ class HubProcess:
     def __exit__(self, *exc: object) -> None:
         if self.proc is None:
             return
+        if self._profiler is not None:
+            stop_profiler(self._profiler)
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def start_profiler(pid: int, out: str) -> subprocess.Popen[bytes]:
+    """py-spy sampling `pid` (collapsed stacks to `out`) until `stop_profiler`."""
+    spy = Path(PYTHON).with_name("py-spy")
+    return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--rate", "250", "--format",
+                             "raw", "--output", out, "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profiler(proc: subprocess.Popen[bytes]) -> None:
+    """Stop py-spy so that it writes its file."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def top_frames(path: str, count: int = 12) -> list[tuple[float, str]]:
+    """The frames where most samples were (self time) in a py-spy raw profile."""
+    from collections import Counter
+
+    own: Counter[str] = Counter()
+    total = 0
+    for line in Path(path).read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        total += int(n)
+        frame = stack.split(";")[-1]
+        name, _, where = frame.partition(" (")
+        own[f"{name} ({where.rsplit('/', 1)[-1]}" if where else name] += int(n)
+    return [(round(100 * v / total, 1), k) for k, v in own.most_common(count)] if total else []
+
+
+def render_profiles(runs: dict[str, Any]) -> list[str]:
+    """Top frames of every run that was profiled (`--profile`)."""
+    out = []
+    for name, r in runs.items():
+        if r.get("profile_top"):
+            out.append(f"\nhub profile ({name}), self time:")
+            out += [f"  {share:5.1f}%  {frame}" for share, frame in r["profile_top"]]
+    return out
 
 
 def rss_kib(pid: int) -> int:
