@@ -321,3 +321,46 @@ async def test_slow_consumer_is_closed_4008_others_keep_up(
             assert [(await recv(again))["seq"] for _ in range(seqs[-1] - last)] == \
                 list(range(last + 1, seqs[-1] + 1))
         await again.close()
+
+
+@pytest.mark.parametrize("resume", [False, True])
+async def test_events_committed_during_catch_up_arrive_once(
+        client: TestClient, make_token: TokenMaker, monkeypatch: pytest.MonkeyPatch,
+        resume: bool) -> None:
+    token = await make_token(7, "Alice")
+    maker = ViewMaker(seed=13)
+    for _ in range(2):
+        await upload(client, token, maker.view())
+    store = client.app[keys.STORE]
+    # Hold the catch-up between registering the live listener and reading the database
+    # (the snapshot for a new subscription, the replay check for a resume), and commit
+    # uploads meanwhile: they reach the subscription twice, live and from the database.
+    name = "oldest_event" if resume else "read_state"
+    original = getattr(store, name)
+    reached, release = asyncio.Event(), asyncio.Event()
+
+    async def held(*args: Any) -> Any:
+        reached.set()
+        await release.wait()
+        return await original(*args)
+
+    monkeypatch.setattr(store, name, held)
+    ws = await client.ws_connect("/ws", headers=auth(token))
+    await recv(ws)
+    epoch = (await store.feed_head(7))[0]
+    options = {"since": 1, "epoch": epoch} if resume else {}
+    await ws.send_json({"id": 1, "type": "subscribe", **options})
+    await asyncio.wait_for(reached.wait(), HANG_GUARD)
+    for _ in range(3):
+        await upload(client, token, maker.view())
+    release.set()
+    assert (await recv(ws))["result"]["recovered"] is resume
+    first = 2
+    if not resume:
+        snapshot = await recv(ws)
+        assert snapshot["type"] == "snapshot" and snapshot["seq"] == 5
+        first = 6
+    await upload(client, token, maker.view())
+    assert [(await recv(ws))["seq"] for _ in range(first, 7)] == list(range(first, 7))
+    await ws.send_json({"id": 2, "type": "ping"})
+    assert (await recv(ws))["id"] == 2  # nothing twice, nothing after
