@@ -68,6 +68,8 @@ async def _add(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _list(settings: Settings, args: argparse.Namespace) -> int:
+    # Like add and import-legacy: on a database nothing ran on yet, there is simply no token.
+    await migrate(settings.db)
     store = await open_store(settings.db)
     try:
         tokens = await store.list_tokens()
@@ -81,6 +83,7 @@ async def _list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _revoke(settings: Settings, args: argparse.Namespace) -> int:
+    await migrate(settings.db)
     store = await open_store(settings.db)
     try:
         count = await store.revoke_tokens(args.name_or_prefix, now_ms())
