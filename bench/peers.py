@@ -1,0 +1,167 @@
+"""The servers the hub's fan-out is measured against, each in its own process.
+
+- `bare`: the ceiling. A bare aiohttp server holding the same number of websockets
+  (same auth handshake as the hub, nothing kept per socket but the socket) that, for
+  each POST /view, answers at once and then sends the next of the hub's own event
+  frames (the same pre-encoded bytes, captured from the hub run) to every socket, from
+  one broadcasting task, awaiting each `send_frame` in turn (it only waits when a
+  socket's buffer is full): no queue, no per-socket task, no encoding.
+- `sio`: the peer. python-socketio's `AsyncServer` on aiohttp, each client in a room
+  of its guild; each POST /view emits the same event (decoded once) to the room from
+  one broadcasting task; python-socketio encodes it once per emit and gives each
+  recipient its own send task, as a team picking it would use it.
+
+`python -m bench.peers --role-args '{"role": "bare"|"sio", "port", "frames", "tokens"}'`
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import weakref
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from bench import common
+
+
+def _frames(path: str) -> list[bytes]:
+    return msgspec.msgpack.decode(Path(path).read_bytes(), type=list[bytes])
+
+
+class _Broadcaster:
+    """One task sending queued items in order, so that POST answers never wait on it."""
+
+    def __init__(self, send: Any) -> None:
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._send = send
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    def put(self, item: Any) -> None:
+        self._queue.put_nowait(item)
+
+    async def _run(self) -> None:
+        while True:
+            await self._send(await self._queue.get())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def bare_app(frames: list[bytes], tokens: set[str]) -> web.Application:
+    """The ceiling: websockets and a broadcast of pre-encoded bytes, nothing else."""
+    sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+    counter = {"n": 0}
+
+    async def broadcast(frame: bytes) -> None:
+        for ws in list(sockets):
+            if not ws.closed:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.send_frame(frame, WSMsgType.TEXT)
+
+    broadcaster = _Broadcaster(broadcast)
+
+    async def websocket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False)
+        await ws.prepare(request)
+        await ws.send_frame(b'{"type":"auth_required"}', WSMsgType.TEXT)
+        msg = await ws.receive(timeout=10)
+        if msg.type != WSMsgType.TEXT and msg.type != WSMsgType.BINARY:
+            return ws
+        if json.loads(msg.data).get("token") not in tokens:
+            await ws.close(code=4001)
+            return ws
+        await ws.send_frame(b'{"type":"auth_ok"}', WSMsgType.TEXT)
+        msg = await ws.receive()
+        command = json.loads(msg.data)
+        await ws.send_frame(b'{"id":%d,"type":"result","success":true,"result":{"subscription":1}}'
+                            % command["id"], WSMsgType.TEXT)
+        sockets.add(ws)
+        try:
+            async for _ in ws:
+                pass
+        finally:
+            sockets.discard(ws)
+        return ws
+
+    async def view(request: web.Request) -> web.Response:
+        await request.read()
+        frame = frames[counter["n"] % len(frames)]
+        counter["n"] += 1
+        broadcaster.put(frame)
+        seq = int(msgspec.json.decode(frame, type=dict[str, Any])["seq"])
+        return web.json_response({"Info": "Job done", "seq": seq})
+
+    async def lifecycle(app: web.Application) -> Any:
+        broadcaster.start()
+        yield
+        await broadcaster.stop()
+
+    app = web.Application(client_max_size=1024 * 1024)
+    app.router.add_get("/ws", websocket)
+    app.router.add_post("/view", view)
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def sio_app(frames: list[bytes], tokens: set[str]) -> web.Application:
+    """The peer: python-socketio's AsyncServer, one room per guild."""
+    import socketio
+
+    sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins="*")
+    events = [msgspec.json.decode(f) for f in frames]
+    counter = {"n": 0}
+
+    @sio.event
+    async def connect(sid: str, environ: Any, auth: Any) -> bool:
+        if not isinstance(auth, dict) or auth.get("token") not in tokens:
+            return False
+        await sio.enter_room(sid, "guild")
+        return True
+
+    async def broadcast(event: Any) -> None:
+        await sio.emit("event", event, room="guild")
+
+    broadcaster = _Broadcaster(broadcast)
+
+    async def view(request: web.Request) -> web.Response:
+        await request.read()
+        event = events[counter["n"] % len(events)]
+        counter["n"] += 1
+        broadcaster.put(event)
+        return web.json_response({"Info": "Job done", "seq": event["seq"]})
+
+    async def lifecycle(app: web.Application) -> Any:
+        broadcaster.start()
+        yield
+        await broadcaster.stop()
+
+    app = web.Application(client_max_size=1024 * 1024)
+    sio.attach(app)
+    app.router.add_post("/view", view)
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def main() -> None:
+    """Serve one of the peers until SIGTERM."""
+    args = common.role_args()
+    assert args is not None
+    common.raise_nofile()
+    frames = _frames(args["frames"])
+    factory = bare_app if args["role"] == "bare" else sio_app
+    web.run_app(factory(frames, set(args["tokens"])), host="127.0.0.1", port=args["port"],
+                print=None, access_log=None, handle_signals=True)
+
+
+if __name__ == "__main__":
+    main()
