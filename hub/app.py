@@ -37,6 +37,8 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _prune_forever(app: web.Application) -> None:
     settings = app[keys.SETTINGS]
     while True:
+        # Pruning waits its turn: start-up (and a short-lived test app) is not the time.
+        await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
         try:
             journal, events = await app[keys.STORE].prune(
                 now_ms(),
@@ -48,7 +50,6 @@ async def _prune_forever(app: web.Application) -> None:
                 log.info("pruned %d journal entries and %d events", journal, events)
         except StoreError as exc:
             log.warning("prune skipped: %s", exc)
-        await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
 
 
 async def prune_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -22,6 +23,7 @@ T = TypeVar("T")
 # Deadlock and lock-wait timeout: the transaction was rolled back and can be rerun.
 _RETRYABLE = {1213, 1205}
 _WRITE_ATTEMPTS = 5
+_CLOSE_GRACE_SECONDS = 5.0
 
 
 def mysql_params(url: str) -> dict[str, Any]:
@@ -127,11 +129,19 @@ class MySQLBackend:
             raise _translate(exc) from exc
 
     async def close(self) -> None:
+        """Close the pool; connections still checked out after a grace period are cut."""
         if self._closed:
             return
         self._closed = True
         self._pool.close()
-        await self._pool.wait_closed()
+        try:
+            await asyncio.wait_for(self._pool.wait_closed(), _CLOSE_GRACE_SECONDS)
+        except TimeoutError:
+            # A task cancelled while holding a connection must not hang shutdown.
+            log.warning("closing the pool with connections still in use")
+            self._pool.terminate()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._pool.wait_closed(), _CLOSE_GRACE_SECONDS)
 
 
 # Server gone, unreachable, shutting down, out of connections, or still locked after
