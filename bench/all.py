@@ -1,0 +1,155 @@
+"""`python -m bench.all [--quick]`: every benchmark in turn, then a summary against the targets.
+
+Each benchmark runs as its own process (`python -m bench.<name>`), prints its table
+and JSON line as it goes, and this prints a last summary table and JSON line. With
+`--quick` (what CI runs) every benchmark is cut down to finish in well under three
+minutes in all; the figures are then only a smoke signal, not the README's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import common
+
+BENCHMARKS = ("parse", "ingest", "reads", "fanout", "connections", "mixed")
+# Cut-down arguments for --quick, sized so the whole run stays far below 3 minutes even
+# on a busy 2-core machine (about 70 s when idle).
+QUICK_ARGS: dict[str, list[str]] = {
+    "parse": ["--quick"],
+    "ingest": ["--quick", "--duration", "1.5"],
+    "reads": ["--quick"],
+    "fanout": ["--quick", "--subscribers", "100", "--seconds", "2"],
+    "connections": ["--quick", "--sockets", "500"],
+    "mixed": ["--quick", "--subscribers", "100", "--seconds", "6"],
+}
+QUICK_TIMEOUT = 60  # seconds per benchmark in --quick mode
+
+
+def _run(name: str, extra: list[str], timeout: float | None) -> tuple[dict[str, Any] | None, float]:
+    start = time.perf_counter()
+    proc = subprocess.Popen([common.PYTHON, "-m", f"bench.{name}", *extra], cwd=common.ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    result = None
+    lines: list[str] = []
+    try:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            lines.append(line)
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(proc.args, timeout or 0)
+        proc.wait(timeout=None if deadline is None else max(1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        print(f"bench.{name}: timed out after {timeout} s", file=sys.stderr)
+        return None, time.perf_counter() - start
+    for line in reversed(lines):
+        if line.startswith("{"):
+            result = json.loads(line)
+            break
+    if proc.returncode != 0:
+        print(f"bench.{name}: exit code {proc.returncode}", file=sys.stderr)
+        result = None
+    return result, time.perf_counter() - start
+
+
+def summary(results: dict[str, Any]) -> list[list[Any]]:
+    """One row per target of the issue: measured, target, met."""
+    rows: list[list[Any]] = []
+    ingest = results.get("ingest")
+    if ingest:
+        for backend, levels in ingest["backends"].items():
+            level = levels.get("8") or levels[max(levels, key=int)]
+            rows.append([f"ingest {backend} c=8 vs bare ceiling", f"{level['ratio']:.0%}", ">= 70%",
+                         level["ratio"] >= 0.7])
+            if backend == "mysql":
+                rows.append(["ingest mysql c=8 p99", f"{level['hub']['p99_ms']} ms", "<= 50 ms",
+                             level["hub"]["p99_ms"] <= 50])
+    parse = results.get("parse") or (ingest or {}).get("parse")
+    if parse:
+        r4 = parse["inputs"]["r4"]["views_per_s"]
+        rows.append(["parse r4 views/s (one core)", f"{r4:,}", ">= 20,000", r4 >= 20_000])
+    fanout = results.get("fanout")
+    if fanout:
+        for n, level in fanout["levels"].items():
+            hub = level["hub"]
+            rows.append([f"fanout {n} subs p99", f"{hub['p99_ms']} ms", "<= 100 ms",
+                         hub["p99_ms"] <= 100])
+            if "bare" in level:
+                share = hub["steady_msgs_per_s"] / max(1, level["bare"]["steady_msgs_per_s"])
+                rows.append([f"fanout {n} subs msg/s vs bare (20 views/s)", f"{share:.0%}",
+                             ">= 80%", share >= 0.8])
+                rows.append([f"fanout {n} subs burst msg/s vs bare", f"{level['ratio_burst']:.0%}",
+                             "(capacity)", "-"])
+            if "sio" in level:
+                rows.append([f"fanout {n} subs p99 vs socketio", f"{hub['p99_ms']} vs "
+                             f"{level['sio']['p99_ms']} ms", "faster",
+                             hub["p99_ms"] < level["sio"]["p99_ms"]])
+    conns = results.get("connections")
+    if conns:
+        for n, level in conns["levels"].items():
+            kib = level["hub"]["kib_per_socket"]
+            rows.append([f"memory per idle subscriber at {int(n):,}", f"{kib} KiB", "<= 40 KiB",
+                         kib <= 40])
+    reads = results.get("reads")
+    if reads:
+        for backend, r in reads["backends"].items():
+            for route in ("minimap", "state"):
+                p99 = r[route]["p99_ms"]
+                rows.append([f"{route} r=10 p99 {backend}", f"{p99} ms", "<= 20 ms", p99 <= 20])
+    mixed = results.get("mixed")
+    if mixed:
+        errors = sum(f["errors"] for f in mixed["routes"].values())
+        rows.append(["mixed errors / closed sockets", f"{errors} / {sum(mixed['closed'].values())}",
+                     "0 / 0", errors == 0 and not mixed["closed"]])
+    return rows
+
+
+def main() -> None:
+    """Run every benchmark; exit non-zero if one of them failed to run."""
+    p = argparse.ArgumentParser(prog="python -m bench.all", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="cut down, for CI (< 3 minutes)")
+    p.add_argument("--only", help="comma list of benchmarks")
+    p.add_argument("--out", help="write every benchmark's JSON here")
+    a = p.parse_args()
+    names = a.only.split(",") if a.only else list(BENCHMARKS)
+    results: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+    failed = []
+    start = time.perf_counter()
+    for name in names:
+        print(f"\n== bench.{name} ==", flush=True)
+        extra = QUICK_ARGS[name] if a.quick else []
+        result, seconds = _run(name, extra, QUICK_TIMEOUT if a.quick else None)
+        timings[name] = round(seconds, 1)
+        if result is None:
+            failed.append(name)
+        else:
+            results[name] = result
+    rows = [[what, measured, target, "yes" if ok is True else "NO" if ok is False else ok]
+            for what, measured, target, ok in summary(results)]
+    print()
+    print(common.table(f"summary{' (quick: smoke figures only)' if a.quick else ''}, "
+                       f"{time.perf_counter() - start:.0f} s",
+                       ["what", "measured", "target", "met"], rows))
+    line = {"bench": "all", "quick": a.quick, "seconds": timings, "failed": failed,
+            "summary": [dict(zip(("what", "measured", "target", "met"), r, strict=True))
+                        for r in rows], "machine": common.machine()}
+    print(json.dumps(line))
+    if a.out:
+        Path(a.out).write_text(json.dumps({"all": line, **results}, indent=1))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
