@@ -68,7 +68,8 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
     ingest = results.get("ingest")
     if ingest:
         for backend, levels in ingest["backends"].items():
-            level = levels.get("8") or levels[max(levels, key=int)]
+            counts = [c for c in levels if c.isdigit()]
+            level = levels.get("8") or levels[max(counts, key=int)]
             rows.append([f"ingest {backend} c=8 vs bare ceiling", f"{level['ratio']:.0%}", ">= 70%",
                          level["ratio"] >= 0.7])
             if backend == "mysql":

@@ -250,7 +250,7 @@ async def _ceiling(args: dict[str, Any]) -> dict[str, Any]:
 # -- orchestrator --------------------------------------------------------------
 
 def run(backends: Sequence[str], levels: Sequence[int], duration: float, radius: int,
-        seed: int, parse_seconds: float) -> dict[str, Any]:
+        seed: int, parse_seconds: float, profile: str | None = None) -> dict[str, Any]:
     """Measure every backend at every concurrency; returns the JSON result."""
     import tempfile
 
@@ -270,7 +270,8 @@ def run(backends: Sequence[str], levels: Sequence[int], duration: float, radius:
                 hub_tokens = asyncio.run(common.add_tokens(hub_db, GUILD, names))
                 store_tokens = asyncio.run(common.add_tokens(store_db, GUILD, names))
                 per_level: dict[str, Any] = {}
-                with common.HubProcess(hub_db) as hub:
+                prof = f"{profile}/ingest-{backend}.txt" if profile else None
+                with common.HubProcess(hub_db, profile_to=prof) as hub:
                     for level in level_files:
                         per_level[str(level["concurrency"])] = {"hub": common.run_role(
                             "bench.ingest", {"role": "client", "url": hub.url, "tokens": hub_tokens,
@@ -286,6 +287,8 @@ def run(backends: Sequence[str], levels: Sequence[int], duration: float, radius:
                     per_level[c]["ratio"] = round(hub_rate / figures["ceiling"]["views_per_s"], 3)
                     per_level[c]["ratio_store"] = round(hub_rate / figures["store"]["views_per_s"], 3)
                 results[backend] = per_level
+                if prof:
+                    results[backend]["profile_top"] = common.top_frames(prof)
     finally:
         for f in tmp.iterdir():
             f.unlink()
@@ -300,6 +303,8 @@ def render(result: dict[str, Any]) -> str:
     rows = []
     for backend, levels in result["backends"].items():
         for c, f in levels.items():
+            if c == "profile_top":
+                continue
             for who in ("hub", "store", "ceiling"):
                 r = f[who]
                 rows.append([backend, c, who, r["views_per_s"], r["p50_ms"], r["p95_ms"],
@@ -309,7 +314,8 @@ def render(result: dict[str, Any]) -> str:
         f"ingest: POST /view, radius {result['radius']}, {result['members']} members walking, "
         f"{result['duration_s']} s per level (ratio = hub / bare ceiling)",
         ["db", "conc", "who", "views/s", "p50 ms", "p95 ms", "p99 ms", "errors", "ratio"], rows)
-    return text + "\n\n" + parse.render(result["parse"])
+    profiles = common.render_profiles(result["backends"])
+    return text + "\n\n" + parse.render(result["parse"]) + "\n".join(["", *profiles])
 
 
 def main() -> None:
@@ -327,11 +333,12 @@ def main() -> None:
     p.add_argument("--backends", default="mysql,sqlite")
     p.add_argument("--radius", type=int, default=4)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--profile", metavar="DIR", help="py-spy the hub, raw stacks into DIR")
     a = p.parse_args()
     duration = a.duration or (2.0 if a.quick else 10.0)
     levels = [int(c) for c in (a.concurrency or ("1,8" if a.quick else "1,8,32")).split(",")]
     result = run(a.backends.split(","), levels, duration, a.radius, a.seed,
-                 parse_seconds=0.5 if a.quick else 3.0)
+                 parse_seconds=0.5 if a.quick else 3.0, profile=a.profile)
     common.report("ingest", render(result), result)
 
 
