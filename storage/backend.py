@@ -25,7 +25,6 @@ class Dialect(Protocol):
     """The few places where MariaDB and SQLite SQL differ."""
 
     name: str
-    lock_suffix: str
 
     def sql(self, text: str) -> str:
         """Adapt a statement written with `%s` placeholders."""

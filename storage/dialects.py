@@ -4,65 +4,69 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def _values(columns: int, rows: int, placeholder: str) -> str:
-    row = "(" + ", ".join([placeholder] * columns) + ")"
-    return ", ".join([row] * rows)
+class _Dialect:
+    """Multi-row upserts written once; subclasses say how their SQL spells the parts."""
+
+    name = ""
+    placeholder = "%s"
+
+    def sql(self, text: str) -> str:
+        """Adapt a statement written with `%s` placeholders."""
+        return text if self.placeholder == "%s" else text.replace("%s", self.placeholder)
+
+    def on_conflict(self, key: Sequence[str]) -> str:
+        """The clause that turns an INSERT into an update of the existing row."""
+        raise NotImplementedError
+
+    def new_value(self, column: str) -> str:
+        """How an update clause names the value the INSERT tried to write."""
+        raise NotImplementedError
+
+    def _insert(self, table: str, columns: Sequence[str], rows: int) -> str:
+        row = "(" + ", ".join([self.placeholder] * len(columns)) + ")"
+        return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)}"
+
+    def upsert(self, table: str, columns: Sequence[str], key: Sequence[str],
+               update: Sequence[str], rows: int, *, keep_known: bool = False) -> str:
+        """A multi-row insert updating `update` columns where the key exists.
+
+        With `keep_known`, a NULL in the new row keeps the stored value (profile and
+        group pages do not carry every field).
+        """
+        assignments = ", ".join(
+            f"{c} = COALESCE({self.new_value(c)}, {c})" if keep_known
+            else f"{c} = {self.new_value(c)}"
+            for c in update
+        )
+        return f"{self._insert(table, columns, rows)} {self.on_conflict(key)} {assignments}"
+
+    def increment(self, table: str, columns: Sequence[str], key: Sequence[str],
+                  counter: str) -> str:
+        """Insert one row, or add one to `counter` of the existing row."""
+        return (f"{self._insert(table, columns, 1)} {self.on_conflict(key)} "
+                f"{counter} = {counter} + 1")
 
 
-class MySQLDialect:
-    """MariaDB / MySQL: `%s` placeholders, ON DUPLICATE KEY UPDATE, row locks."""
+class MySQLDialect(_Dialect):
+    """MariaDB / MySQL: `%s` placeholders, ON DUPLICATE KEY UPDATE."""
 
     name = "mysql"
-    lock_suffix = " FOR UPDATE"
 
-    def sql(self, text: str) -> str:
-        return text
+    def on_conflict(self, key: Sequence[str]) -> str:
+        return "ON DUPLICATE KEY UPDATE"
 
-    def upsert(self, table: str, columns: Sequence[str], key: Sequence[str],
-               update: Sequence[str], rows: int, *, keep_known: bool = False) -> str:
-        assignments = ", ".join(
-            f"{c} = COALESCE(VALUES({c}), {c})" if keep_known else f"{c} = VALUES({c})"
-            for c in update
-        )
-        return (
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-            f"{_values(len(columns), rows, '%s')} ON DUPLICATE KEY UPDATE {assignments}"
-        )
-
-    def increment(self, table: str, columns: Sequence[str], key: Sequence[str],
-                  counter: str) -> str:
-        return (
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-            f"{_values(len(columns), 1, '%s')} "
-            f"ON DUPLICATE KEY UPDATE {counter} = {counter} + 1"
-        )
+    def new_value(self, column: str) -> str:
+        return f"VALUES({column})"
 
 
-class SQLiteDialect:
-    """SQLite: `?` placeholders, ON CONFLICT DO UPDATE; one writer needs no row locks."""
+class SQLiteDialect(_Dialect):
+    """SQLite: `?` placeholders, ON CONFLICT DO UPDATE."""
 
     name = "sqlite"
-    lock_suffix = ""
+    placeholder = "?"
 
-    def sql(self, text: str) -> str:
-        return text.replace("%s", "?")
+    def on_conflict(self, key: Sequence[str]) -> str:
+        return f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET"
 
-    def upsert(self, table: str, columns: Sequence[str], key: Sequence[str],
-               update: Sequence[str], rows: int, *, keep_known: bool = False) -> str:
-        assignments = ", ".join(
-            f"{c} = COALESCE(excluded.{c}, {c})" if keep_known else f"{c} = excluded.{c}"
-            for c in update
-        )
-        return (
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-            f"{_values(len(columns), rows, '?')} "
-            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {assignments}"
-        )
-
-    def increment(self, table: str, columns: Sequence[str], key: Sequence[str],
-                  counter: str) -> str:
-        return (
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-            f"{_values(len(columns), 1, '?')} "
-            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {counter} = {counter} + 1"
-        )
+    def new_value(self, column: str) -> str:
+        return f"excluded.{column}"
