@@ -23,6 +23,11 @@ T = TypeVar("T")
 # Deadlock and lock-wait timeout: the transaction was rolled back and can be rerun.
 _RETRYABLE = {1213, 1205}
 _WRITE_ATTEMPTS = 5
+# How long a request may wait for a pooled connection before the database counts as
+# unavailable. aiomysql wakes no queued request when it drops a broken connection, and
+# its handshake has no timeout: without this bound, requests queued for a connection
+# when the database dies would wait forever instead of answering 503.
+ACQUIRE_TIMEOUT_SECONDS = 5.0
 _CLOSE_GRACE_SECONDS = 5.0
 
 
@@ -80,7 +85,7 @@ class MySQLBackend:
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[aiomysql.Connection]:
         try:
-            conn = await self._pool.acquire()
+            conn = await asyncio.wait_for(self._pool.acquire(), ACQUIRE_TIMEOUT_SECONDS)
         except (TimeoutError, pymysql.err.Error, OSError) as exc:
             raise StoreUnavailable(f"database unreachable: {exc}") from exc
         try:
