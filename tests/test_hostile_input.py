@@ -363,6 +363,9 @@ CASES: list[Case] = [
     Case("view-place-name-del-char", "POST", "/view",
          view_with(lambda t: _set(t[1]["items"]["places"][0], "name", "Temple\x7f")),
          422, "invalid_payload", "$[1].items.places[0].name"),
+    Case("view-name-escaped-del", "POST", "/view",
+         view_with(lambda t: encode(t).replace(b'"Alice"', b'"Al\\u007fice"')),
+         422, "invalid_payload", "$[9].items.pcs[0].name"),
     # -- POST /view: limits on counts
     Case("view-too-many-tiles", "POST", "/view",
          lambda: encode([{"x": x, "y": y, "type": "Plaine"} for x, y in hex_disk(500, 300, 12)]),
