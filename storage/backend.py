@@ -6,6 +6,8 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
 
 Row = tuple[Any, ...]
+# One SQL statement with `%s` placeholders (already adapted to the dialect) and its values.
+Statement = tuple[str, Sequence[Any]]
 T = TypeVar("T")
 
 
@@ -18,6 +20,14 @@ class Tx(Protocol):
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Run a query and return its rows."""
+        ...
+
+    async def run_batch(self, statements: Sequence[Statement]) -> list[list[Row]]:
+        """Run statements in order, in one round trip where the database allows it.
+
+        Returns each statement's rows (an empty list for statements without rows).
+        A failing statement raises, and the statements after it are not run.
+        """
         ...
 
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import aiosqlite
 
-from storage.backend import Dialect, Row
+from storage.backend import Dialect, Row, Statement
 from storage.dialects import SQLiteDialect
 from storage.errors import StoreError
 
@@ -37,6 +37,10 @@ class _SQLiteTx:
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         async with self._conn.execute(sql, params) as cursor:
             return [tuple(row) for row in await cursor.fetchall()]
+
+    async def run_batch(self, statements: Sequence[Statement]) -> list[list[Row]]:
+        # An embedded database has no round trips to save: one statement after another.
+        return [await self.fetchall(sql, params) for sql, params in statements]
 
 
 class SQLiteBackend:

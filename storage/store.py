@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from parsers import GroupMember, Profile, Tile
-from storage.backend import Backend, Row, Tx
+from storage.backend import Backend, Row, Statement, Tx
 from storage.errors import TokenNotFound
 from storage.merge import (
     KINDS,
@@ -200,35 +200,40 @@ class Store:
 
     # -- uploads ---------------------------------------------------------------
 
-    async def _next_seq(self, tx: Tx, guild_id: int) -> tuple[str, int]:
+    def _next_seq_statements(self, guild_id: int) -> list[Statement]:
         # The feed row is locked for the rest of the transaction: one guild's uploads
         # commit one after another, so seq is gap-free and each merge sees the last.
-        await tx.execute(
-            self._d.increment("feeds", ("guild_id", "epoch", "last_seq"), ("guild_id",), "last_seq"),
-            (guild_id, secrets.token_hex(16), 1),
-        )
-        rows = await tx.fetchall(
-            self._d.sql("SELECT epoch, last_seq FROM feeds WHERE guild_id = %s"), (guild_id,))
+        return [
+            (self._d.increment("feeds", ("guild_id", "epoch", "last_seq"), ("guild_id",),
+                               "last_seq"), (guild_id, secrets.token_hex(16), 1)),
+            (self._d.sql("SELECT epoch, last_seq FROM feeds WHERE guild_id = %s"), (guild_id,)),
+        ]
+
+    async def _next_seq(self, tx: Tx, guild_id: int) -> tuple[str, int]:
+        increment, select = self._next_seq_statements(guild_id)
+        await tx.execute(*increment)
+        rows = await tx.fetchall(*select)
         epoch, seq = rows[0]
         return str(epoch), int(seq)
 
+    def _journal_and_event_statements(self, member: Member, kind: str, body: bytes,
+                                      event: Event) -> list[Statement]:
+        return [
+            (self._d.sql("INSERT INTO events (guild_id, seq, at, body) VALUES (%s, %s, %s, %s)"),
+             (member.guild_id, event.seq, event.at, msgspec.json.encode(event))),
+            (self._d.sql("INSERT INTO uploads (guild_id, member, kind, received_at, body) "
+                         "VALUES (%s, %s, %s, %s, %s)"),
+             (member.guild_id, member.name, kind, event.at, body)),
+        ]
+
     async def _journal_and_event(self, tx: Tx, member: Member, kind: str, body: bytes,
                                  event: Event) -> None:
-        await tx.execute(
-            self._d.sql("INSERT INTO events (guild_id, seq, at, body) VALUES (%s, %s, %s, %s)"),
-            (member.guild_id, event.seq, event.at, msgspec.json.encode(event)),
-        )
-        await tx.execute(
-            self._d.sql(
-                "INSERT INTO uploads (guild_id, member, kind, received_at, body) "
-                "VALUES (%s, %s, %s, %s, %s)"
-            ),
-            (member.guild_id, member.name, kind, event.at, body),
-        )
+        for statement in self._journal_and_event_statements(member, kind, body, event):
+            await tx.execute(*statement)
 
-    async def _known_entities(self, tx: Tx, kind: str, guild_id: int,
-                              box: tuple[int, int, int, int],
-                              ids: Sequence[int]) -> dict[EntityKey, EntityState]:
+    def _known_entities_statement(self, kind: str, guild_id: int,
+                                  box: tuple[int, int, int, int],
+                                  ids: Sequence[int]) -> Statement:
         table = ENTITY_TABLES[kind]
         cols = ", ".join(table.columns)
         where, box_params = _in_box(box)
@@ -238,14 +243,10 @@ class Store:
             sql += (f" UNION SELECT {cols} FROM {table.name} WHERE guild_id = %s "
                     f"AND x IS NOT NULL AND id IN ({_placeholders(len(ids))})")
             params += [guild_id, *ids]
-        rows = await tx.fetchall(self._d.sql(sql), params)
-        states = (table.state(*row) for row in rows)
-        return {entity_key(state): state for state in states}
+        return self._d.sql(sql), params
 
-    async def _upsert_entities(self, tx: Tx, guild_id: int, kind: str,
-                               entities: Sequence[EntityState]) -> None:
-        if not entities:
-            return
+    def _upsert_entities_statement(self, guild_id: int, kind: str,
+                                   entities: Sequence[EntityState]) -> Statement:
         table = ENTITY_TABLES[kind]
         columns = ("guild_id", *table.columns)
         update = [c for c in table.columns if c not in table.key]
@@ -253,15 +254,11 @@ class Store:
         for entity in entities:
             params.append(guild_id)
             params.extend(msgspec.structs.astuple(entity))
-        await tx.execute(
-            self._d.upsert(table.name, columns, ("guild_id", *table.key), update, len(entities)),
-            params,
-        )
+        return (self._d.upsert(table.name, columns, ("guild_id", *table.key), update,
+                               len(entities)), params)
 
-    async def _remove_entities(self, tx: Tx, guild_id: int, kind: str,
-                               entities: Sequence[EntityState]) -> None:
-        if not entities:
-            return
+    def _remove_entities_statement(self, guild_id: int, kind: str,
+                                   entities: Sequence[EntityState]) -> Statement:
         table = ENTITY_TABLES[kind]
         if kind == "resource":
             keys: list[Any] = []
@@ -274,8 +271,7 @@ class Store:
         # A player who left the covered tiles still exists: only the position is lost.
         verb = ("UPDATE players SET x = NULL, y = NULL" if kind == "player"
                 else f"DELETE FROM {table.name}")
-        await tx.execute(self._d.sql(f"{verb} WHERE guild_id = %s AND {where}"),
-                         [guild_id, *keys])
+        return self._d.sql(f"{verb} WHERE guild_id = %s AND {where}"), [guild_id, *keys]
 
     async def apply_view(self, member: Member, tiles: list[Tile], body: bytes, now: int) -> Event:
         """Merge one view into the guild's state and record its event, atomically."""
@@ -291,37 +287,50 @@ class Store:
             ids["object"].extend(o.id for o in tile.items.objects)
 
         async def work(tx: Tx) -> Event:
-            epoch, seq = await self._next_seq(tx, guild_id)
+            # Two round trips on MariaDB (see Tx.run_batch): everything the merge reads,
+            # after the feed row is locked; then everything it writes.
             where, box_params = _in_box(box)
-            terrain = {
-                (x, y): t for x, y, t in await tx.fetchall(
-                    self._d.sql(f"SELECT x, y, terrain FROM tiles WHERE guild_id = %s AND {where}"),
-                    (guild_id, *box_params))
-            }
-            known = {kind: await self._known_entities(tx, kind, guild_id, box, ids[kind])
-                     for kind in KINDS}
+            reads = [
+                *self._next_seq_statements(guild_id),
+                (self._d.sql(f"SELECT x, y, terrain FROM tiles WHERE guild_id = %s AND {where}"),
+                 (guild_id, *box_params)),
+                *(self._known_entities_statement(kind, guild_id, box, ids[kind])
+                  for kind in KINDS),
+            ]
+            _, head, terrain_rows, *entity_rows = await tx.run_batch(reads)
+            epoch, seq = str(head[0][0]), int(head[0][1])
+            terrain = {(x, y): t for x, y, t in terrain_rows}
+            known: dict[str, dict[EntityKey, EntityState]] = {}
+            for kind, rows in zip(KINDS, entity_rows, strict=True):
+                states = (ENTITY_TABLES[kind].state(*row) for row in rows)
+                known[kind] = {entity_key(state): state for state in states}
             merged = merge_view(tiles, terrain, known, now, member.name)
             params: list[Any] = []
             for t in merged.tile_rows:
                 params += (guild_id, t.x, t.y, t.type, t.seen_at, t.seen_by)
-            await tx.execute(
+            writes: list[Statement] = [(
                 self._d.upsert("tiles", _TILE_COLUMNS, ("guild_id", "x", "y"),
                                ("terrain", "seen_at", "seen_by"), len(merged.tile_rows)),
-                params)
+                params)]
             for kind in KINDS:
-                await self._remove_entities(tx, guild_id, kind, merged.gone[kind])
-                await self._upsert_entities(tx, guild_id, kind, merged.upserts[kind])
+                if merged.gone[kind]:
+                    writes.append(self._remove_entities_statement(guild_id, kind,
+                                                                  merged.gone[kind]))
+                if merged.upserts[kind]:
+                    writes.append(self._upsert_entities_statement(guild_id, kind,
+                                                                  merged.upserts[kind]))
             if merged.new_tiles:
-                await tx.execute(self._d.sql(
+                writes.append((self._d.sql(
                     "UPDATE feeds SET map_version = map_version + 1 WHERE guild_id = %s"),
-                    (guild_id,))
+                    (guild_id,)))
             event = Event(
                 guild_id=guild_id, seq=seq, epoch=epoch, at=now, by=member.name, kind="view",
                 area=area, covered=None if exact else sorted(cells), tiles=merged.new_tiles,
                 appeared=merged.appeared, moved=merged.moved, changed=merged.changed,
                 left=[g for kind in KINDS for g in merged.gone[kind]],
             )
-            await self._journal_and_event(tx, member, "view", body, event)
+            writes += self._journal_and_event_statements(member, "view", body, event)
+            await tx.run_batch(writes)
             return event
 
         return await self.backend.write(work)
