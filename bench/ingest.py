@@ -236,8 +236,7 @@ async def _replay_sqlite(db: str, txs: list[Any], concurrency: int) -> dict[str,
                 await conn.execute("BEGIN IMMEDIATE")
                 for _, batch in statements:
                     for sql, params in batch:
-                        cursor = await conn.execute(sql, params)
-                        await cursor.fetchall()
+                        await conn.execute_fetchall(sql, params)
                 await conn.execute("COMMIT")
             latencies.append(time.perf_counter() - start)
 

@@ -35,8 +35,10 @@ class _SQLiteTx:
         return cursor.rowcount
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self._conn.execute(sql, params) as cursor:
-            return [tuple(row) for row in await cursor.fetchall()]
+        # One trip to aiosqlite's thread (execute, fetch and close together), not three:
+        # the write lock is held across these trips.
+        rows = await self._conn.execute_fetchall(sql, params)
+        return [tuple(row) for row in rows]
 
     async def run_batch(self, statements: Sequence[Statement]) -> list[list[Row]]:
         # An embedded database has no round trips to save: one statement after another.
