@@ -155,7 +155,9 @@ class HubProcess:
 def start_profiler(pid: int, out: str) -> subprocess.Popen[bytes]:
     """py-spy sampling `pid` (collapsed stacks to `out`) until `stop_profiler`."""
     spy = Path(PYTHON).with_name("py-spy")
-    return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--rate", "250", "--format",
+    # --gil: only the thread holding the GIL is sampled, so the profile shows where the
+    # hub spends CPU, not where its threads wait.
+    return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--rate", "250", "--gil", "--format",
                              "raw", "--output", out, "--nonblocking"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
