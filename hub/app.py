@@ -26,7 +26,7 @@ PRUNE_INTERVAL_SECONDS = 600
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     """The store (pool or SQLite connections) lives exactly as long as the app."""
-    store = await open_store(app[keys.SETTINGS].db)
+    store = await open_store(app[keys.SETTINGS].db, query_timeout=app[keys.SETTINGS].db_timeout)
     app[keys.STORE] = store
     app[keys.AUTH] = Authenticator(store, app[keys.SETTINGS].token_cache_seconds)
     app[keys.WORLDMAP] = WorldMapCache(store)

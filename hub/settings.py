@@ -47,6 +47,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)
     log_level: str = "INFO"
     redis: str | None = None
+    # Seconds one database transaction or read may take before it counts as an outage.
+    db_timeout: float = 15.0
     # Request limits.
     max_body_bytes: int = 1024 * 1024
     max_tiles: int = 400
@@ -80,6 +82,7 @@ class Settings:
             cors_origins=_list(env, "NACRITAN_CORS_ORIGINS", "*"),
             log_level=(env.get("NACRITAN_LOG_LEVEL") or defaults.log_level).upper(),
             redis=env.get("NACRITAN_REDIS") or None,
+            db_timeout=_float(env, "NACRITAN_DB_TIMEOUT", defaults.db_timeout),
             max_body_bytes=_int(env, "NACRITAN_MAX_BODY_BYTES", defaults.max_body_bytes, 1024),
             max_tiles=_int(env, "NACRITAN_MAX_TILES", defaults.max_tiles, 1),
             max_entities=_int(env, "NACRITAN_MAX_ENTITIES", defaults.max_entities, 1),

@@ -30,6 +30,9 @@ _WRITE_ATTEMPTS = 5
 # when the database dies would wait forever instead of answering 503.
 ACQUIRE_TIMEOUT_SECONDS = 5.0
 _CLOSE_GRACE_SECONDS = 5.0
+# Default bound on one transaction attempt or one read: a server that keeps the
+# connection open but stops answering (a dead node, a partition) must give 503s.
+DEFAULT_TIMEOUT_SECONDS = 15.0
 
 
 def mysql_params(url: str) -> dict[str, Any]:
@@ -77,12 +80,14 @@ class MySQLBackend:
 
     dialect: Dialect = MySQLDialect()
 
-    def __init__(self, pool: aiomysql.Pool) -> None:
+    def __init__(self, pool: aiomysql.Pool, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         self._pool = pool
+        self._timeout = timeout
         self._closed = False
 
     @classmethod
-    async def open(cls, url: str, *, maxsize: int = 10) -> MySQLBackend:
+    async def open(cls, url: str, *, maxsize: int = 10,
+                   query_timeout: float = DEFAULT_TIMEOUT_SECONDS) -> MySQLBackend:
         """Create the pool lazily: no connection is made until the first query."""
         pool = await aiomysql.create_pool(
             minsize=0,
@@ -98,7 +103,7 @@ class MySQLBackend:
             client_flag=CLIENT.MULTI_STATEMENTS,
             **mysql_params(url),
         )
-        return cls(pool)
+        return cls(pool, query_timeout)
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[aiomysql.Connection]:
@@ -108,8 +113,10 @@ class MySQLBackend:
             raise StoreUnavailable(f"database unreachable: {exc}") from exc
         try:
             yield conn
-        except (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError):
-            # A broken connection must not go back to the pool.
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError,
+                asyncio.CancelledError):
+            # A broken connection, or one cut off mid-query (its state is unknown),
+            # must not go back to the pool.
             conn.close()
             raise
         finally:
@@ -119,13 +126,18 @@ class MySQLBackend:
         """Run `work` in one transaction, rerunning it after a deadlock (bounded)."""
         for attempt in range(1, _WRITE_ATTEMPTS + 1):
             try:
-                async with self._connection() as conn:
+                async with asyncio.timeout(self._timeout), \
+                        self._connection() as conn:
                     await conn.begin()
                     try:
                         async with conn.cursor() as cursor:
                             result = await work(_MySQLTx(cursor))
                         await conn.commit()
                         return result
+                    except asyncio.CancelledError:
+                        # Timed out or cancelled: a rollback could wait on the same
+                        # stalled server; closing the connection rolls back instead.
+                        raise
                     except BaseException:
                         if not conn.closed:
                             try:
@@ -133,6 +145,8 @@ class MySQLBackend:
                             except pymysql.err.Error:
                                 conn.close()
                         raise
+            except TimeoutError as exc:
+                raise StoreUnavailable("database did not answer in time") from exc
             except pymysql.err.Error as exc:
                 code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
                 if code in _RETRYABLE and attempt < _WRITE_ATTEMPTS:
@@ -146,8 +160,11 @@ class MySQLBackend:
     async def read(self) -> AsyncIterator[_MySQLTx]:
         """A pooled connection in autocommit: each query sees the latest commits."""
         try:
-            async with self._connection() as conn, conn.cursor() as cursor:
+            async with asyncio.timeout(self._timeout), self._connection() as conn, \
+                    conn.cursor() as cursor:
                 yield _MySQLTx(cursor)
+        except TimeoutError as exc:
+            raise StoreUnavailable("database did not answer in time") from exc
         except pymysql.err.Error as exc:
             raise _translate(exc) from exc
 

@@ -56,6 +56,9 @@ class TcpProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
         self.connections = 0
+        # Cleared by `stall()`: connections stay open but no byte goes through.
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def open_connections(self) -> int:
@@ -82,6 +85,13 @@ class TcpProxy:
     async def restore(self) -> None:
         await self.start()
 
+    def stall(self) -> None:
+        """A server that keeps its connections but stops answering (dead node, partition)."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
     async def close(self) -> None:
         if self._server is not None:
             await self.cut()
@@ -102,6 +112,7 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -214,6 +225,38 @@ async def test_mysql_outage_answers_503_and_recovers(
         resp = await client.get("/api/v1/state?x=100&y=100&r=2", headers=auth(token))
         assert resp.status == 200
         assert (await resp.json())["seq"] == 3 * (cycle + 2)
+
+
+async def test_mysql_stall_answers_503_and_recovers(
+        aiohttp_client: Callable[..., Awaitable[TestClient]],
+        proxied_mysql: tuple[str, str, TcpProxy]) -> None:
+    """The server stops answering without closing anything: requests get 503 once the
+    database timeout passes, instead of hanging, and the hub recovers when it answers."""
+    direct, proxied, proxy = proxied_mysql
+    token = await add_token(direct)
+    # The token stays cached, so the stalled uploads reach their write transaction.
+    client = await aiohttp_client(create_app(
+        Settings(db=proxied, token_cache_seconds=600.0, db_timeout=1.0)))
+    await upload_all(client, token)
+    before = await snapshot(direct)
+
+    proxy.stall()
+    try:
+        # A hang detector, not a speed check.
+        async with asyncio.timeout(HANG_SECONDS):
+            for url, body in UPLOADS:
+                await assert_unavailable(client, "POST", url, token, body())
+            await assert_unavailable(client, "GET", "/api/v1/state?x=100&y=100&r=2", token)
+            resp = await client.get("/readyz")
+            assert resp.status == 503
+    finally:
+        proxy.resume()
+    assert await snapshot(direct) == before, "something was written during the stall"
+    resp = await client.get("/readyz")
+    assert resp.status == 200, await resp.text()
+    await upload_all(client, token)
+    resp = await client.get("/api/v1/state?x=100&y=100&r=0", headers=auth(token))
+    assert (await resp.json())["seq"] == 6
 
 
 async def test_mysql_cut_while_pool_is_busy_recovers(
