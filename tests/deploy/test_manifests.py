@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from hub.settings import Settings
+
 from .conftest import ROOT, tool
 
 K8S_VERSION = "1.37.0"
@@ -213,3 +215,42 @@ def test_dockerfile_lints_clean_and_follows_the_recipe() -> None:
     packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench"}
     copied = set(re.findall(r"^COPY (\w+)/ \./\1/$", dockerfile, re.M))
     assert packages == copied
+
+
+def nginx_locations(conf: str) -> dict[str, str]:
+    """The body of each `location` block of nginx.conf, by its match expression."""
+    return {match.group(1).strip(): match.group(2)
+            for match in re.finditer(r"\n\s*location ([^{]+)\{(.*?)\n\s*\}", conf, re.S)}
+
+
+def test_nginx_config_agrees_with_the_hub_and_the_issue(tmp_path: Path) -> None:
+    conf = (ROOT / "k8s" / "nginx" / "nginx.conf").read_text()
+    live = "\n".join(line.split("#", 1)[0] for line in conf.splitlines())  # comments dropped
+    defaults = Settings()
+    (size,) = re.findall(r"client_max_body_size (\d+)m;", live)
+    assert int(size) * 1024 * 1024 == defaults.max_body_bytes
+    locations = nginx_locations(live)
+    assert {"= /ws", "= /view", "^~ /pc/", "= /gdc", "/"} <= set(locations)
+    websocket = locations["= /ws"]
+    assert "proxy_buffering off;" in websocket and "proxy_http_version 1.1;" in websocket
+    assert "proxy_set_header Upgrade $http_upgrade;" in websocket
+    assert "proxy_set_header Connection $connection_upgrade;" in websocket
+    for directive in ("proxy_read_timeout", "proxy_send_timeout"):
+        (seconds,) = re.findall(directive + r" (\d+)s;", websocket)
+        assert int(seconds) >= 3 * defaults.ws_heartbeat
+    for where, body in locations.items():
+        if "proxy_pass" in body:
+            for header in ("Host", "X-Real-IP", "X-Forwarded-For", "X-Forwarded-Proto"):
+                assert f"proxy_set_header {header} " in body, (where, header)
+        assert ("limit_req zone=uploads" in body) == (where in ("= /view", "^~ /pc/", "= /gdc")), where
+    assert "limit_req_status 429;" in live
+    assert "server_tokens off;" in live
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in live and "ssl_prefer_server_ciphers off;" in live
+    assert re.search(r'add_header Strict-Transport-Security "max-age=\d+" always;', live)
+    (log_format,) = re.findall(r"log_format nacritan escape=json(.*?);", live, re.S)
+    for variable in ("$http_authorization", "$request ", "$request\"", "$request_uri", "$args",
+                     "$query_string", "$arg_", "$http_cookie"):
+        assert variable not in log_format
+    (shutdown,) = re.findall(r"worker_shutdown_timeout (\d+)s;", live)
+    nginx = one(render("prod", tmp_path), "Deployment", "nginx")["spec"]["template"]["spec"]
+    assert nginx["terminationGracePeriodSeconds"] > int(shutdown)
