@@ -48,6 +48,12 @@ export PATH="$TOOLS/bin:$PATH"
 hadolint --version
 kubectl version --client | head -1
 
+step "shell scripts shipped to containers parse"
+for script in docker/build-venv.sh k8s/nginx/*.sh; do
+    sh -n "$script"
+    echo "$script: ok"
+done
+
 step "hadolint Dockerfile"
 hadolint --failure-threshold style Dockerfile
 echo "hadolint: no findings"
