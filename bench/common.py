@@ -306,6 +306,11 @@ def report(name: str, text: str, result: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so that databases are dropped and servers stopped."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def role_args() -> dict[str, Any] | None:
     """The JSON arguments of a role process, or None when run as the orchestrator."""
     if "--role-args" in sys.argv:

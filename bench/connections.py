@@ -99,6 +99,7 @@ def render(result: dict[str, Any]) -> str:
 
 def main() -> None:
     """Run and report."""
+    common.exit_on_sigterm()
     p = argparse.ArgumentParser(prog="python -m bench.connections", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="1,000 sockets only")

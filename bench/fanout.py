@@ -231,7 +231,10 @@ def run(levels: list[int], steady_seconds: float, per_process: int, kinds: list[
     try:
         for n in levels:
             burst_count = max(20, min(300, 50_000 // n))
-            frames_path = str(tmp / f"frames-{n}.msgpack")
+            # The hub's frames are recorded on the first level that runs the hub, and the
+            # other servers send those frames at every level (peers.py renumbers a frame
+            # when they run past the recording).
+            frames_path = str(tmp / "frames.msgpack")
             level: dict[str, Any] = {}
             for kind in kinds:
                 level[kind] = _one(kind, n, steady_count, burst_count, steady_seconds, per_process,
@@ -260,12 +263,15 @@ def _one(kind: str, n: int, steady_count: int, burst_count: int, steady_seconds:
             tokens = asyncio.run(common.add_tokens(url, GUILD, [*names[:1], *names[1:2] * 15]))
             uploader, subs_tokens = tokens[0], tokens[1:]
             prof = f"{profile}/fanout-{n}.txt" if profile else None
+            record = None if Path(frames).exists() else frames
             with common.HubProcess(url, profile_to=prof) as hub:
                 result = _drive(kind, hub.url, n, uploader, subs_tokens, steady_count, burst_count,
-                                steady_seconds, per_process, views, frames, hub.rss_kib)
+                                steady_seconds, per_process, views, record, hub.rss_kib)
             if prof:
                 result["profile_top"] = common.top_frames(prof)
             return result
+    if not Path(frames).exists():
+        raise RuntimeError("the peers send the hub's recorded frames: run the hub first")
     proc, url = _serve_peer(kind, frames, tokens_for_subs)
     try:
         return _drive(kind, url, n, "t0", tokens_for_subs, steady_count, burst_count,
@@ -327,6 +333,7 @@ def render(result: dict[str, Any]) -> str:
 
 def main() -> None:
     """Orchestrate, or play the uploader role."""
+    common.exit_on_sigterm()
     args = common.role_args()
     if args is not None:
         common.emit(asyncio.run(_uploader(args)))

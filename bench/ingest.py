@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -28,6 +29,8 @@ import msgspec
 
 from bench import common, parse
 from bench.workload import GuildWorkload
+
+log = logging.getLogger(__name__)
 
 GUILD = 501
 MEMBERS = 32
@@ -154,11 +157,11 @@ class _RecordingBackend:
 async def _store_direct(db: str, views: list[list[bytes]], tokens: list[str], concurrency: int,
                         duration: float, radius: int) -> tuple[dict[str, Any], list[Any]]:
     from parsers import decode_view
-    from storage import Store, open_store
+    from storage import Store, StoreError, open_store
 
     store = await open_store(db)
     recorder = _RecordingBackend(store.backend)
-    recording = Store(recorder)  # type: ignore[arg-type]
+    recording = Store(recorder)
     members = [await store.find_member(t) for t in tokens]
     decoded = {body: decode_view(body, max_tiles=400, max_entities=4000)
                for per in views for body in per}
@@ -167,7 +170,11 @@ async def _store_direct(db: str, views: list[list[bytes]], tokens: list[str], co
     async def one(member: int, body: bytes) -> bool:
         m = members[member]
         assert m is not None
-        await recording.apply_view(m, decoded[body], body, int(time.time() * 1000))
+        try:
+            await recording.apply_view(m, decoded[body], body, int(time.time() * 1000))
+        except StoreError as exc:  # what the hub would answer 503 to: counted, not fatal
+            log.warning("store-direct upload failed: %s", exc)
+            return False
         return True
 
     try:
@@ -355,6 +362,7 @@ def render(result: dict[str, Any]) -> str:
 
 def main() -> None:
     """Orchestrate, or play one role."""
+    common.exit_on_sigterm()
     args = common.role_args()
     if args is not None:
         role = {"client": _client, "ceiling": _ceiling}[args["role"]]

@@ -83,6 +83,7 @@ def render(result: dict[str, Any]) -> str:
 
 def main() -> None:
     """Run and report."""
+    common.exit_on_sigterm()
     p = argparse.ArgumentParser(prog="python -m bench.parse", description=__doc__)
     p.add_argument("--quick", action="store_true")
     a = p.parse_args()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import weakref
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,17 @@ from bench import common
 
 def _frames(path: str) -> list[bytes]:
     return msgspec.msgpack.decode(Path(path).read_bytes(), type=list[bytes])
+
+
+_SEQ = re.compile(rb'"seq":\d+')
+
+
+def _frame(frames: list[bytes], n: int) -> bytes:
+    """The n-th (0-based) event frame: the hub's own, renumbered past the recording."""
+    frame = frames[n % len(frames)]
+    if n >= len(frames):
+        frame = _SEQ.sub(b'"seq":%d' % (n + 1), frame, count=1)
+    return frame
 
 
 class _Broadcaster:
@@ -95,11 +107,11 @@ def bare_app(frames: list[bytes], tokens: set[str]) -> web.Application:
 
     async def view(request: web.Request) -> web.Response:
         await request.read()
-        frame = frames[counter["n"] % len(frames)]
+        n = counter["n"]
         counter["n"] += 1
+        frame = _frame(frames, n)
         broadcaster.put(frame)
-        seq = int(msgspec.json.decode(frame, type=dict[str, Any])["seq"])
-        return web.json_response({"Info": "Job done", "seq": seq})
+        return web.json_response({"Info": "Job done", "seq": n + 1})
 
     async def lifecycle(app: web.Application) -> Any:
         broadcaster.start()
@@ -118,7 +130,6 @@ def sio_app(frames: list[bytes], tokens: set[str]) -> web.Application:
     import socketio
 
     sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins="*")
-    events = [msgspec.json.decode(f) for f in frames]
     counter = {"n": 0}
 
     @sio.event
@@ -135,10 +146,11 @@ def sio_app(frames: list[bytes], tokens: set[str]) -> web.Application:
 
     async def view(request: web.Request) -> web.Response:
         await request.read()
-        event = events[counter["n"] % len(events)]
+        n = counter["n"]
         counter["n"] += 1
+        event = msgspec.json.decode(_frame(frames, n))  # socket.io encodes it once per emit
         broadcaster.put(event)
-        return web.json_response({"Info": "Job done", "seq": event["seq"]})
+        return web.json_response({"Info": "Job done", "seq": n + 1})
 
     async def lifecycle(app: web.Application) -> Any:
         broadcaster.start()
