@@ -150,6 +150,8 @@ class HubProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        if not os.environ.get("NACRITAN_BENCH_KEEP_LOGS"):
+            self.log_path.unlink(missing_ok=True)
 
 
 def start_profiler(pid: int, out: str) -> subprocess.Popen[bytes]:

@@ -136,6 +136,10 @@ async def _recording_reads(store: Any, log: list[tuple[str, list[Any]]]) -> Any:
         async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
             return int(await self.tx.execute(sql, params))
 
+        async def run_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+            log.extend((sql, list(params)) for sql, params in statements)
+            return list(await self.tx.run_batch(statements))
+
     @asynccontextmanager
     async def read() -> Any:
         async with inner() as tx:
