@@ -113,6 +113,7 @@ def run(subscribers: int, seconds: float, rate: float, per_process: int,
         "rss_mib": {"start": round(samples[0][1] / 1024, 1) if samples else None,
                     "after_warmup": round(warm[0] / 1024, 1) if warm else None,
                     "end": round(samples[-1][1] / 1024, 1) if samples else None,
+                    "every_10s": [round(k / 1024, 1) for t, k in samples if int(t) % 10 == 0],
                     "max": round(max(k for _, k in samples) / 1024, 1) if samples else None},
     }
 
