@@ -1,6 +1,7 @@
 """Every key under which the app and its requests keep state (no string keys)."""
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from hub.feed import Feed
     from hub.metrics import Metrics
     from hub.worldmap import WorldMapCache
+    from hub.ws import Session
 
 EventListener = Callable[[Event], Awaitable[None]]
 
@@ -33,6 +35,11 @@ READINESS_CHECKS = web.AppKey("readiness_checks", list[Callable[[], str | None]]
 
 # The live feed (hub/feed.py) and the open websockets, closed with 1001 on shutdown.
 FEED: web.AppKey[Feed] = web.AppKey("feed")
-WEBSOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("websockets")
+# Open websockets and their transports (to drop a client that will not take a close).
+WEBSOCKETS: web.AppKey[
+    weakref.WeakKeyDictionary[web.WebSocketResponse, asyncio.Transport | None]
+] = web.AppKey("websockets")
+# Authenticated feed sessions, so that revoking a token also closes its open sockets.
+SESSIONS: web.AppKey[weakref.WeakSet[Session]] = web.AppKey("sessions")
 
 MEMBER = web.RequestKey("member", Member)

@@ -64,6 +64,9 @@ class Settings:
     ws_queue_messages: int = 1000
     ws_queue_bytes: int = 4 * 1024 * 1024
     ws_max_msg_bytes: int = 64 * 1024
+    # How long a client closed for falling behind may take to read up to its close
+    # frame (and see 4008) before its connection is dropped.
+    ws_close_grace: float = 30.0
     poll_interval: float = 1.0
     # Kept below the pod's terminationGracePeriodSeconds (see k8s/base/hub.yaml).
     shutdown_timeout: float = 10.0
@@ -95,6 +98,7 @@ class Settings:
             ws_queue_messages=_int(env, "NACRITAN_WS_QUEUE_MESSAGES", defaults.ws_queue_messages, 1),
             ws_queue_bytes=_int(env, "NACRITAN_WS_QUEUE_BYTES", defaults.ws_queue_bytes, 1024),
             ws_max_msg_bytes=_int(env, "NACRITAN_WS_MAX_MSG_BYTES", defaults.ws_max_msg_bytes, 1024),
+            ws_close_grace=_float(env, "NACRITAN_WS_CLOSE_GRACE", defaults.ws_close_grace),
             poll_interval=_float(env, "NACRITAN_POLL_INTERVAL", defaults.poll_interval),
             shutdown_timeout=_float(env, "NACRITAN_SHUTDOWN_TIMEOUT", defaults.shutdown_timeout),
             token_cache_seconds=_float(env, "NACRITAN_TOKEN_CACHE_SECONDS", defaults.token_cache_seconds),

@@ -29,6 +29,36 @@ routes = web.RouteTableDef()
 
 # How long a closing handshake may take before the transport is dropped.
 CLOSE_TIMEOUT_SECONDS = 5.0
+CLOSE_POLL_SECONDS = 0.1
+# Floor of the interval between checks that open feeds' tokens are still live.
+MIN_REVOCATION_CHECK_SECONDS = 0.5
+
+
+async def close_or_drop(ws: web.WebSocketResponse, transport: asyncio.Transport | None,
+                        code: int, reason: str, grace: float = CLOSE_TIMEOUT_SECONDS) -> None:
+    """Close with a handshake if the client takes it in time, else drop the transport.
+
+    A client that stops reading never lets the close frame drain; cancelling aiohttp's
+    close does not end that wait either, and its fallback is a graceful
+    transport.close() that waits for unsent bytes that will never leave. Without the
+    abort, the socket, its handler and its subscriptions would live as long as the
+    frozen client does.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    closing = asyncio.create_task(ws.close(code=code, message=reason.encode()))
+    await asyncio.wait({closing}, timeout=grace)
+    # aiohttp may have finished with a graceful transport.close(): let the bytes still
+    # queued (the close frame among them) reach a slow reader until the grace runs out.
+    # asyncio exposes no event for "write buffer drained", hence the poll.
+    while (transport is not None and transport.get_write_buffer_size() > 0
+           and loop.time() < deadline):
+        await asyncio.sleep(CLOSE_POLL_SECONDS)  # noqa: ASYNC110
+    if transport is not None and (not closing.done() or transport.get_write_buffer_size() > 0):
+        # Losing the connection fails every pending write, which ends `closing` too.
+        transport.abort()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(closing, CLOSE_TIMEOUT_SECONDS)
 
 
 class Connection:
@@ -39,8 +69,11 @@ class Connection:
     replays use `send_paced`, which waits for room instead (they are sent once, on demand).
     """
 
-    def __init__(self, ws: web.WebSocketResponse, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None,
+                 settings: Settings, metrics: Metrics) -> None:
         self.ws = ws
+        self._transport = transport
+        self._close_grace = settings.ws_close_grace
         self._metrics = metrics
         self._max_messages = settings.ws_queue_messages
         self._max_bytes = settings.ws_queue_bytes
@@ -102,10 +135,8 @@ class Connection:
 
     async def _close(self, code: int, reason: str) -> None:
         # The close frame queues behind what the socket already holds: a slow client gets
-        # CLOSE_TIMEOUT_SECONDS to read up to it, then the transport is dropped.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()),
-                                   CLOSE_TIMEOUT_SECONDS)
+        # `ws_close_grace` seconds to read up to it, then the transport is dropped.
+        await close_or_drop(self.ws, self._transport, code, reason, self._close_grace)
 
     async def _write_forever(self) -> None:
         try:
@@ -151,11 +182,12 @@ def error_reply(exc: BaseException, command_id: int | None) -> bytes:
 class Session:
     """An authenticated connection: its commands and its subscriptions."""
 
-    def __init__(self, ws: web.WebSocketResponse, member: Member, app: web.Application) -> None:
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None,
+                 member: Member, app: web.Application) -> None:
         self.member = member
         self.settings = app[keys.SETTINGS]
         self.feed: Feed = app[keys.FEED]
-        self.conn = Connection(ws, self.settings, app[keys.METRICS])
+        self.conn = Connection(ws, transport, self.settings, app[keys.METRICS])
         self.ws = ws
         self.subs: dict[int, Subscription] = {}
         self.catch_ups: dict[int, asyncio.Task[None]] = {}
@@ -314,33 +346,50 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     app[keys.METRICS].ws_connections.inc()
     sockets = app[keys.WEBSOCKETS]
-    sockets.add(ws)
+    sockets[ws] = request.transport
     try:
         if member is None:
             member = await _authenticate(ws, app)
         if member is not None:
-            await Session(ws, member, app).run()
+            session = Session(ws, request.transport, member, app)
+            app[keys.SESSIONS].add(session)
+            await session.run()
     except StoreError as exc:
         log.warning("websocket closed: database unavailable (%s)", exc)
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"database unavailable")
     finally:
-        sockets.discard(ws)
+        sockets.pop(ws, None)
     return ws
 
 
 async def _close_sockets(app: web.Application) -> None:
     """On shutdown, close every websocket with 1001 so clients reconnect elsewhere."""
-    sockets: list[web.WebSocketResponse] = [*app[keys.WEBSOCKETS]]
+    sockets = list(app[keys.WEBSOCKETS].items())
     if sockets:
         log.info("closing %d websockets for shutdown", len(sockets))
 
-    async def close(ws: web.WebSocketResponse) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown"),
-                CLOSE_TIMEOUT_SECONDS)
+    await asyncio.gather(*(close_or_drop(ws, transport, WSCloseCode.GOING_AWAY, "server shutdown")
+                           for ws, transport in sockets))
 
-    await asyncio.gather(*(close(ws) for ws in sockets))
+
+async def _close_revoked_forever(app: web.Application) -> None:
+    # A token is checked when a socket opens; a revoked one must also stop an open feed.
+    # One query per interval for all sockets, as often as the token cache expires.
+    interval = max(app[keys.SETTINGS].token_cache_seconds, MIN_REVOCATION_CHECK_SECONDS)
+    while True:
+        await asyncio.sleep(interval)
+        sessions: list[Session] = [*app[keys.SESSIONS]]
+        if not sessions:
+            continue
+        try:
+            revoked = await app[keys.STORE].revoked_tokens(
+                sorted({s.member.token_id for s in sessions}))
+        except StoreError as exc:
+            log.warning("revocation check skipped: %s", exc)
+            continue
+        for session in sessions:
+            if session.member.token_id in revoked:
+                session.conn.kick(proto.CLOSE_AUTH, "token revoked")
 
 
 async def feed_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -364,17 +413,20 @@ async def feed_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.EVENT_LISTENERS].append(on_event)
     await bus.start()
     poller = asyncio.create_task(feed.poll_forever(), name="feed-poller")
+    revocations = asyncio.create_task(_close_revoked_forever(app), name="feed-revocations")
     yield
-    poller.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await poller
+    for task in (poller, revocations):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await bus.close()
     await feed.close()
 
 
 def setup_live_feed(app: web.Application) -> None:
     """Add the websocket route, the feed's cleanup context and the shutdown hook."""
-    app[keys.WEBSOCKETS] = weakref.WeakSet()
+    app[keys.WEBSOCKETS] = weakref.WeakKeyDictionary()
+    app[keys.SESSIONS] = weakref.WeakSet()
     app.cleanup_ctx.append(feed_ctx)
     app.on_shutdown.append(_close_sockets)
     app.add_routes(routes)

@@ -172,6 +172,17 @@ class Store:
 
         return await self.backend.write(work)
 
+    async def revoked_tokens(self, token_ids: Sequence[int]) -> set[int]:
+        """Which of these token ids have been revoked."""
+        if not token_ids:
+            return set()
+        async with self.backend.read() as tx:
+            rows = await tx.fetchall(
+                self._d.sql(f"SELECT id FROM tokens WHERE revoked_at IS NOT NULL "
+                            f"AND id IN ({_placeholders(len(token_ids))})"),
+                list(token_ids))
+        return {int(row[0]) for row in rows}
+
     async def list_tokens(self) -> list[TokenInfo]:
         """Every token, revoked ones included, without secrets."""
         async with self.backend.read() as tx:

@@ -364,3 +364,54 @@ async def test_events_committed_during_catch_up_arrive_once(
     assert [(await recv(ws))["seq"] for _ in range(first, 7)] == list(range(first, 7))
     await ws.send_json({"id": 2, "type": "ping"})
     assert (await recv(ws))["id"] == 2  # nothing twice, nothing after
+
+
+async def test_slow_consumer_that_never_reads_is_released(
+        aiohttp_client: Callable[..., Awaitable[TestClient]], db_url: str,
+        make_token: TokenMaker) -> None:
+    """A client closed for falling behind that never reads again must not keep its
+    socket, handler and subscription on the server (a frozen tab would, forever)."""
+    client = await aiohttp_client(create_app(Settings(
+        db=db_url, token_cache_seconds=0.0, ws_queue_messages=8, ws_queue_bytes=64 * 1024,
+        ws_close_grace=1.0)))
+    token = await make_token(6, "Alice")
+    maker = ViewMaker(seed=22)
+    sockets = client.app[keys.WEBSOCKETS]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+            socket_factory=_tiny_receive_buffer)) as session:
+        slow = await session.ws_connect(client.make_url("/ws"), headers=auth(token))
+        await recv(slow)
+        await subscribe(slow, 1)
+        await recv(slow)
+        slow_closed = client.app[keys.METRICS].ws_slow_closed
+        uploads = 0
+        while slow_closed._value.get() == 0:
+            assert uploads < 1000, "the slow client was never closed"
+            await upload(client, token, maker.view(radius=8))
+            uploads += 1
+        assert len(sockets) == 1
+
+        async def released() -> None:
+            while len(sockets):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+
+        # A hang guard, not a speed check: the close handshake gets its grace, then the
+        # server must drop the transport.
+        await asyncio.wait_for(released(), HANG_GUARD)
+        await slow.close()
+
+
+async def test_revoking_a_token_closes_its_open_feed(client: TestClient, store: Store,
+                                                     make_token: TokenMaker) -> None:
+    alice, eve = await make_token(6, "Alice"), await make_token(6, "Eve")
+    ws = await client.ws_connect("/ws", headers=auth(eve))
+    await recv(ws)
+    await subscribe(ws, 1)
+    await recv(ws)
+    await store.revoke_tokens("Eve", now_ms())
+    code, seen = await asyncio.wait_for(recv_close(ws), HANG_GUARD)
+    assert code == proto.CLOSE_AUTH
+    assert [m for m in seen if m["type"] == "event"] == []
+    # The guildmate's feed goes on.
+    assert await upload(client, alice, ViewMaker(seed=23).view(radius=3)) == 1
+    await ws.close()
