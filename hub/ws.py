@@ -51,9 +51,9 @@ async def close_or_drop(ws: web.WebSocketResponse, transport: asyncio.Transport 
     # aiohttp may have finished with a graceful transport.close(): let the bytes still
     # queued (the close frame among them) reach a slow reader until the grace runs out.
     # asyncio exposes no event for "write buffer drained", hence the poll.
-    while (transport is not None and transport.get_write_buffer_size() > 0
+    while (transport is not None and transport.get_write_buffer_size() > 0  # noqa: ASYNC110
            and loop.time() < deadline):
-        await asyncio.sleep(CLOSE_POLL_SECONDS)  # noqa: ASYNC110
+        await asyncio.sleep(CLOSE_POLL_SECONDS)
     if transport is not None and (not closing.done() or transport.get_write_buffer_size() > 0):
         # Losing the connection fails every pending write, which ends `closing` too.
         transport.abort()
