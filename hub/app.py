@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator
 
 import aiohttp_cors
@@ -68,6 +69,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[forwarded_middleware, metrics_middleware, error_middleware, auth_middleware],
     )
     app[keys.SETTINGS] = settings
+    app[keys.HOSTNAME] = socket.gethostname()
     app[keys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app[keys.METRICS] = Metrics()
     app[keys.EVENT_LISTENERS] = []

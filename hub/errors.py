@@ -21,10 +21,13 @@ class HubError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, path: str | None = None) -> None:
+    def __init__(self, message: str, path: str | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.path = path
+        # Keys kept beside the envelope (e.g. /readyz's `problems`).
+        self.extra = extra or {}
 
 
 class Unauthorized(HubError):
@@ -35,6 +38,11 @@ class Unauthorized(HubError):
 class Forbidden(HubError):
     status = 403
     code = "forbidden"
+
+
+class NotReady(HubError):
+    status = 503
+    code = "not_ready"
 
 
 class InvalidParameter(HubError):
@@ -49,23 +57,25 @@ _HTTP_CODES = {
 }
 
 
-def error_body(status: int, code: str, message: str, path: str | None, legacy: bool) -> bytes:
+def error_body(status: int, code: str, message: str, path: str | None, legacy: bool,
+               extra: dict[str, Any] | None = None) -> bytes:
     """The JSON of an error; legacy routes also carry the old `Info` key."""
     error: dict[str, Any] = {"code": code, "message": message}
     if path is not None:
         error["path"] = path
-    body: dict[str, Any] = {"error": error}
+    body: dict[str, Any] = {**(extra or {}), "error": error}
     if legacy:
         body["Info"] = message
     return msgspec.json.encode(body)
 
 
 def error_response(status: int, code: str, message: str, path: str | None = None, *,
-                   legacy: bool = True, headers: dict[str, str] | None = None) -> web.Response:
+                   legacy: bool = True, headers: dict[str, str] | None = None,
+                   extra: dict[str, Any] | None = None) -> web.Response:
     """A JSON error response in the hub's one envelope."""
     return web.Response(
         status=status,
-        body=error_body(status, code, message, path, legacy),
+        body=error_body(status, code, message, path, legacy, extra),
         content_type="application/json",
         headers=headers,
     )
@@ -81,7 +91,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except HubError as exc:
         headers = {"WWW-Authenticate": 'Bearer realm="nacritan"'} if exc.status == 401 else None
         return error_response(exc.status, exc.code, exc.message, exc.path, legacy=legacy,
-                              headers=headers)
+                              headers=headers, extra=exc.extra)
     except ParseError as exc:
         status = 400 if exc.code == "invalid_json" else 422
         return error_response(status, exc.code, exc.message, exc.path, legacy=legacy)

@@ -170,6 +170,12 @@ class GuildFeed:
                 log.warning("feed of guild %d: catch-up failed (%s); retrying", self.guild_id, exc)
                 await asyncio.sleep(self._retry)
                 self._wake.set()
+            except Exception:
+                # The pump must outlive any bug: a dead pump would silently stop the
+                # guild's delivery while its backlog grows.
+                log.exception("feed of guild %d: catch-up crashed; retrying", self.guild_id)
+                await asyncio.sleep(self._retry)
+                self._wake.set()
 
     async def _catch_up(self) -> None:
         while self.known_head > self.delivered:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 EventListener = Callable[[Event], Awaitable[None]]
 
 SETTINGS = web.AppKey("settings", Settings)
+# This machine's name, as /infos reports it.
+HOSTNAME = web.AppKey("hostname", str)
 STORE = web.AppKey("store", Store)
 AUTH: web.AppKey[Authenticator] = web.AppKey("auth")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from hub import keys
+from hub.errors import NotReady
 from storage import StoreError, migration_ids
 
 routes = web.RouteTableDef()
@@ -32,8 +33,6 @@ async def readyz(request: web.Request) -> web.Response:
         if reason:
             problems.append(reason)
     if problems:
-        # The hub's one error envelope, with the probe's own keys kept beside it.
-        error = {"code": "not_ready", "message": "; ".join(problems)}
-        return web.json_response(
-            {"error": error, "status": "unavailable", "problems": problems}, status=503)
+        raise NotReady("; ".join(problems),
+                       extra={"status": "unavailable", "problems": problems})
     return web.json_response({"status": "ready"})

@@ -1,7 +1,6 @@
 """Read handlers: the legacy routes and the versioned API, all scoped to the token's guild."""
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import msgspec
@@ -15,7 +14,6 @@ from storage.model import Area, MemberProfile, State, TileState
 routes = web.RouteTableDef()
 
 _COORD = r"{x:-?\d{1,6}}/{y:-?\d{1,6}}/{n:-?\d{1,6}}"
-_HOSTNAME = socket.gethostname()
 
 
 def _json(data: Any) -> web.Response:
@@ -117,7 +115,7 @@ async def get_minimap(request: web.Request) -> web.Response:
 @routes.get("/infos")
 async def get_infos(request: web.Request) -> web.Response:
     """Who the token belongs to, as the old backend answered."""
-    return _json({"host": _HOSTNAME, "date": legacy_date(now_ms()),
+    return _json({"host": request.app[keys.HOSTNAME], "date": legacy_date(now_ms()),
                   "user": request[keys.MEMBER].name, "guild": request[keys.MEMBER].guild_id})
 
 

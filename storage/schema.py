@@ -6,6 +6,7 @@ lock table, so two replicas starting together apply each migration once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from pathlib import Path
 
@@ -29,9 +30,14 @@ def backend_name(url: str) -> str:
     raise ValueError(f"unsupported database URL scheme {scheme!r}: use mysql:// or sqlite:///")
 
 
-def migration_ids(url: str) -> set[str]:
-    """Ids of every migration shipped for this backend."""
-    return {path.stem for path in (MIGRATIONS / backend_name(url)).glob("*.sql")}
+def migration_ids(url: str) -> frozenset[str]:
+    """Ids of every migration shipped for this backend (read from disk once)."""
+    return _shipped_migrations(backend_name(url))
+
+
+@functools.cache
+def _shipped_migrations(backend: str) -> frozenset[str]:
+    return frozenset(path.stem for path in (MIGRATIONS / backend).glob("*.sql"))
 
 
 def _create_mysql_database(url: str) -> None:

@@ -73,15 +73,17 @@ class SQLiteBackend:
         """Run `work` in one IMMEDIATE transaction."""
         async with self._write_lock:
             try:
-                await self._writer.execute("BEGIN IMMEDIATE")
                 try:
+                    # BEGIN inside the try: cancelled while it runs in aiosqlite's
+                    # thread, it still opens the transaction, which must be closed.
+                    await self._writer.execute("BEGIN IMMEDIATE")
                     result = await work(_SQLiteTx(self._writer))
                     await self._writer.execute("COMMIT")
                     return result
                 except BaseException:
                     # A task cancelled while COMMIT runs in aiosqlite's thread has nothing
-                    # left to roll back: the failing ROLLBACK must not replace (and so
-                    # swallow) the CancelledError.
+                    # left to roll back (nor one whose BEGIN failed): the failing ROLLBACK
+                    # must not replace (and so swallow) the original error.
                     with contextlib.suppress(aiosqlite.Error):
                         await self._writer.execute("ROLLBACK")
                     raise
