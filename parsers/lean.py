@@ -25,8 +25,6 @@ from msgspec import Meta
 
 from parsers.types import PRINTABLE
 
-TWINS = types.SimpleNamespace()
-
 
 def can_skip_printable_check(body: bytes) -> bool:
     """True when no string of this JSON body can fail the printable pattern."""
@@ -79,10 +77,6 @@ def lean_type(tp: Any, _memo: dict[type, type] | None = None) -> Any:
             eq, ne = _eq_as(tp)
             twin = msgspec.defstruct(tp.__name__, fields, bases=(tp,), module=__name__,
                                      namespace={"__eq__": eq, "__ne__": ne})
-            # Reachable by pickle as parsers.lean.TWINS.<module>_<name>.
-            slot = f"{tp.__module__.replace('.', '_')}_{tp.__name__}"
-            twin.__qualname__ = f"TWINS.{slot}"
-            setattr(TWINS, slot, twin)
             memo[tp] = twin
         return memo[tp]
     args = typing.get_args(tp)
