@@ -1,9 +1,11 @@
 """Shared fixtures: a fresh real database per test (SQLite file or MariaDB), the real app."""
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -62,17 +64,22 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    """A fresh, migrated database, dropped after the test."""
+@contextmanager
+def migrated_database(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh database with the current schema, dropped on exit."""
     url, drop = fresh_database_url(backend, tmp_path)
     try:
-        import asyncio
-
         asyncio.run(migrate(url))
         yield url
     finally:
         drop()
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database, dropped after the test."""
+    with migrated_database(backend, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -24,10 +24,10 @@ from aiohttp.test_utils import TestClient
 
 from hub.app import create_app
 from hub.settings import Settings
-from storage import migrate, open_store
+from storage import open_store
 from storage.mysql import mysql_params
 from storage.sqlite import sqlite_path
-from tests.conftest import BACKENDS, TokenMaker, auth, fresh_database_url
+from tests.conftest import BACKENDS, TokenMaker, auth, migrated_database
 
 GUILD = 17
 PLAYER = 4242
@@ -506,12 +506,8 @@ def table_db_url(request: pytest.FixtureRequest,
     would cost most of the suite's time budget; each case instead starts from this
     database emptied of every row (`empty_database`), which is the same starting state.
     """
-    url, drop = fresh_database_url(str(request.param), tmp_path_factory.mktemp("hostile"))
-    try:
-        asyncio.run(migrate(url))
+    with migrated_database(str(request.param), tmp_path_factory.mktemp("hostile")) as url:
         yield url
-    finally:
-        drop()
 
 
 @pytest.fixture
