@@ -26,6 +26,8 @@ def register_commands(commands: argparse._SubParsersAction) -> None:
     lst.set_defaults(run=lambda s, a: _run(s, _list(s, a)))
     revoke = actions.add_parser("revoke", help="revoke a member's tokens or one by prefix")
     revoke.add_argument("name_or_prefix")
+    revoke.add_argument("--guild", type=int,
+                        help="only in this guild (names are unique per guild only)")
     revoke.set_defaults(run=lambda s, a: _run(s, _revoke(s, a)))
     imp = actions.add_parser(
         "import-legacy", help="read the old AUTH_TOKENS value ({'token': 'name'}) on stdin")
@@ -86,7 +88,7 @@ async def _revoke(settings: Settings, args: argparse.Namespace) -> int:
     await migrate(settings.db)
     store = await open_store(settings.db)
     try:
-        count = await store.revoke_tokens(args.name_or_prefix, now_ms())
+        count = await store.revoke_tokens(args.name_or_prefix, now_ms(), args.guild)
     except TokenNotFound:
         print(f"no live token matches {args.name_or_prefix!r}", file=sys.stderr)
         return 1

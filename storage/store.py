@@ -192,17 +192,22 @@ class Store:
             )
         return [TokenInfo(*row) for row in rows]
 
-    async def revoke_tokens(self, name_or_prefix: str, now: int) -> int:
-        """Revoke the live tokens of a member name, or the one with that prefix."""
+    async def revoke_tokens(self, name_or_prefix: str, now: int,
+                            guild_id: int | None = None) -> int:
+        """Revoke the live tokens of a member name, or the one with that prefix.
+
+        Player names are only unique within a guild: `guild_id` limits the revocation
+        to one guild.
+        """
+        sql = ("UPDATE tokens SET revoked_at = %s WHERE revoked_at IS NULL "
+               "AND (name = %s OR token_prefix = %s)")
+        params: list[Any] = [now, name_or_prefix, name_or_prefix]
+        if guild_id is not None:
+            sql += " AND guild_id = %s"
+            params.append(guild_id)
 
         async def work(tx: Tx) -> int:
-            return await tx.execute(
-                self._d.sql(
-                    "UPDATE tokens SET revoked_at = %s WHERE revoked_at IS NULL "
-                    "AND (name = %s OR token_prefix = %s)"
-                ),
-                (now, name_or_prefix, name_or_prefix),
-            )
+            return await tx.execute(self._d.sql(sql), params)
 
         count = await self.backend.write(work)
         if count == 0:

@@ -380,3 +380,13 @@ async def test_tokens_never_appear_in_a_served_hubs_log(cli: Cli,
     for t in (token, unknown):
         assert t not in text
     assert_no_secret(token, text)
+
+
+async def test_revoke_by_name_can_be_limited_to_one_guild(
+        client: TestClient, make_token: TokenMaker, store: Store) -> None:
+    # The same player name in two guilds: revoking in one leaves the other working.
+    here = await make_token(GUILD, "Alice")
+    elsewhere = await make_token(GUILD + 1, "Alice")
+    assert await store.revoke_tokens("Alice", 2, guild_id=GUILD + 1) == 1
+    assert (await whoami(client, auth(elsewhere)))[0] == 401
+    assert await whoami(client, auth(here)) == (200, "Alice")
