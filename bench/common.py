@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -311,6 +311,21 @@ def report(name: str, text: str, result: dict[str, Any]) -> None:
 def exit_on_sigterm() -> None:
     """Turn SIGTERM into SystemExit, so that databases are dropped and servers stopped."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def play_role(roles: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]]) -> bool:
+    """Started as a role process: run the named role, print its answer, return True.
+
+    Started as the orchestrator: return False (SIGTERM then exits cleanly either way).
+    A single role may be registered under any name.
+    """
+    exit_on_sigterm()
+    args = role_args()
+    if args is None:
+        return False
+    role = roles[args["role"]] if len(roles) > 1 else next(iter(roles.values()))
+    emit(asyncio.run(role(args)))
+    return True
 
 
 def role_args() -> dict[str, Any] | None:

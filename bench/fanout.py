@@ -333,10 +333,7 @@ def render(result: dict[str, Any]) -> str:
 
 def main() -> None:
     """Orchestrate, or play the uploader role."""
-    common.exit_on_sigterm()
-    args = common.role_args()
-    if args is not None:
-        common.emit(asyncio.run(_uploader(args)))
+    if common.play_role({"uploader": _uploader}):
         return
     p = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -362,11 +362,7 @@ def render(result: dict[str, Any]) -> str:
 
 def main() -> None:
     """Orchestrate, or play one role."""
-    common.exit_on_sigterm()
-    args = common.role_args()
-    if args is not None:
-        role = {"client": _client, "ceiling": _ceiling}[args["role"]]
-        common.emit(asyncio.run(role(args)))
+    if common.play_role({"client": _client, "ceiling": _ceiling}):
         return
     p = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -134,10 +134,7 @@ def render(result: dict[str, Any]) -> str:
 
 def main() -> None:
     """Orchestrate, or play the client role."""
-    common.exit_on_sigterm()
-    args = common.role_args()
-    if args is not None:
-        common.emit(asyncio.run(_client(args)))
+    if common.play_role({"client": _client}):
         return
     p = argparse.ArgumentParser(prog="python -m bench.mixed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
