@@ -98,6 +98,14 @@ async def login(ws: aiohttp.ClientWebSocketResponse, token: str) -> dict[str, An
     return ok
 
 
+async def subscribed(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    """On a socket authenticated by header: take auth_ok, subscribe to the whole feed
+    (command id 1), and return the snapshot that follows."""
+    assert (await recv(ws))["type"] == "auth_ok"
+    await subscribe(ws, 1)
+    return await recv(ws)
+
+
 async def subscribe(ws: aiohttp.ClientWebSocketResponse, command_id: int,
                     **options: Any) -> dict[str, Any]:
     """Send subscribe; returns its result (the snapshot or events follow)."""

@@ -31,6 +31,7 @@ from tests.feedkit import (
     recv,
     recv_close,
     subscribe,
+    subscribed,
 )
 
 
@@ -196,9 +197,7 @@ async def test_feed_reset_asks_live_subscribers_to_resync(client: TestClient, st
     maker = ViewMaker(seed=3)
     await upload(client, token, maker.view())
     ws = await client.ws_connect("/ws", headers=auth(token))
-    await recv(ws)
-    await subscribe(ws, 1)
-    await recv(ws)
+    await subscribed(ws)
     await store.reset_feeds()  # what a restore does
     await upload(client, token, maker.view())
     code, seen = await recv_close(ws)
@@ -269,17 +268,13 @@ async def test_slow_consumer_is_closed_4008_others_keep_up(
     fast = []
     for _ in range(2):
         ws = await client.ws_connect("/ws", headers=auth(token))
-        await recv(ws)
-        await subscribe(ws, 1)
-        await recv(ws)
+        await subscribed(ws)
         fast.append(ws)
     # A client whose socket holds almost nothing and which never reads.
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(
             socket_factory=_tiny_receive_buffer)) as session:
         slow = await session.ws_connect(client.make_url("/ws"), headers=auth(token))
-        await recv(slow)
-        await subscribe(slow, 1)
-        await recv(slow)
+        await subscribed(slow)
 
         received_fast: list[list[int]] = [[] for _ in fast]
 
@@ -380,9 +375,7 @@ async def test_slow_consumer_that_never_reads_is_released(
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(
             socket_factory=_tiny_receive_buffer)) as session:
         slow = await session.ws_connect(client.make_url("/ws"), headers=auth(token))
-        await recv(slow)
-        await subscribe(slow, 1)
-        await recv(slow)
+        await subscribed(slow)
         slow_closed = client.app[keys.METRICS].ws_slow_closed
         uploads = 0
         while slow_closed._value.get() == 0:
@@ -405,9 +398,7 @@ async def test_revoking_a_token_closes_its_open_feed(client: TestClient, store: 
                                                      make_token: TokenMaker) -> None:
     alice, eve = await make_token(6, "Alice"), await make_token(6, "Eve")
     ws = await client.ws_connect("/ws", headers=auth(eve))
-    await recv(ws)
-    await subscribe(ws, 1)
-    await recv(ws)
+    await subscribed(ws)
     await store.revoke_tokens("Eve", now_ms())
     code, seen = await asyncio.wait_for(recv_close(ws), HANG_GUARD)
     assert code == proto.CLOSE_AUTH
