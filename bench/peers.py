@@ -20,6 +20,7 @@ import contextlib
 import json
 import re
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +70,31 @@ class _Broadcaster:
                 await self._task
 
 
+def _upload_app(broadcaster: _Broadcaster, event_for: Callable[[int], Any]) -> web.Application:
+    """The side both peers share: POST /view hands the n-th event to the broadcaster."""
+    counter = {"n": 0}
+
+    async def view(request: web.Request) -> web.Response:
+        await request.read()
+        n = counter["n"]
+        counter["n"] += 1
+        broadcaster.put(event_for(n))
+        return web.json_response({"Info": "Job done", "seq": n + 1})
+
+    async def lifecycle(app: web.Application) -> Any:
+        broadcaster.start()
+        yield
+        await broadcaster.stop()
+
+    app = web.Application(client_max_size=1024 * 1024)
+    app.router.add_post("/view", view)
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
 def bare_app(frames: list[bytes], tokens: set[str]) -> web.Application:
     """The ceiling: websockets and a broadcast of pre-encoded bytes, nothing else."""
     sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
-    counter = {"n": 0}
 
     async def broadcast(frame: bytes) -> None:
         for ws in list(sockets):
@@ -105,23 +127,8 @@ def bare_app(frames: list[bytes], tokens: set[str]) -> web.Application:
             sockets.discard(ws)
         return ws
 
-    async def view(request: web.Request) -> web.Response:
-        await request.read()
-        n = counter["n"]
-        counter["n"] += 1
-        frame = _frame(frames, n)
-        broadcaster.put(frame)
-        return web.json_response({"Info": "Job done", "seq": n + 1})
-
-    async def lifecycle(app: web.Application) -> Any:
-        broadcaster.start()
-        yield
-        await broadcaster.stop()
-
-    app = web.Application(client_max_size=1024 * 1024)
+    app = _upload_app(broadcaster, lambda n: _frame(frames, n))
     app.router.add_get("/ws", websocket)
-    app.router.add_post("/view", view)
-    app.cleanup_ctx.append(lifecycle)
     return app
 
 
@@ -130,7 +137,6 @@ def sio_app(frames: list[bytes], tokens: set[str]) -> web.Application:
     import socketio
 
     sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins="*")
-    counter = {"n": 0}
 
     @sio.event
     async def connect(sid: str, environ: Any, auth: Any) -> bool:
@@ -144,23 +150,9 @@ def sio_app(frames: list[bytes], tokens: set[str]) -> web.Application:
 
     broadcaster = _Broadcaster(broadcast)
 
-    async def view(request: web.Request) -> web.Response:
-        await request.read()
-        n = counter["n"]
-        counter["n"] += 1
-        event = msgspec.json.decode(_frame(frames, n))  # socket.io encodes it once per emit
-        broadcaster.put(event)
-        return web.json_response({"Info": "Job done", "seq": n + 1})
-
-    async def lifecycle(app: web.Application) -> Any:
-        broadcaster.start()
-        yield
-        await broadcaster.stop()
-
-    app = web.Application(client_max_size=1024 * 1024)
+    # socket.io encodes the event itself, once per emit.
+    app = _upload_app(broadcaster, lambda n: msgspec.json.decode(_frame(frames, n)))
     sio.attach(app)
-    app.router.add_post("/view", view)
-    app.cleanup_ctx.append(lifecycle)
     return app
 
 
