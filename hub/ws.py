@@ -57,8 +57,13 @@ async def close_or_drop(ws: web.WebSocketResponse, transport: asyncio.Transport 
     if transport is not None and (not closing.done() or transport.get_write_buffer_size() > 0):
         # Losing the connection fails every pending write, which ends `closing` too.
         transport.abort()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(closing, CLOSE_TIMEOUT_SECONDS)
+    # Not wait_for: it would wait on a task that ignores its cancellation.
+    await asyncio.wait({closing}, timeout=CLOSE_TIMEOUT_SECONDS)
+    if closing.done():
+        if not closing.cancelled():
+            closing.exception()  # retrieved: a failed close is expected here
+    else:
+        closing.cancel()
 
 
 class Connection:
