@@ -208,6 +208,31 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def thread_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of a process, by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread may end while we look
+            stat = (task / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            out[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_ms_per_unit(pid: int, before: dict[int, float], units: int) -> dict[str, float]:
+    """CPU of `pid` since `before`, per unit of work: its event loop thread, its others.
+
+    The loop thread runs only Python (HTTP, parsing, handlers) and so holds the GIL
+    while it is on a CPU; the others (database driver threads) may run C without it.
+    """
+    after = thread_cpu_s(pid)
+    loop = after.get(pid, 0.0) - before.get(pid, 0.0)
+    others = sum(v - before.get(tid, 0.0) for tid, v in after.items() if tid != pid)
+    per = 1000 / max(units, 1)
+    return {"loop": round(loop * per, 3), "other_threads": round(others * per, 3)}
+
+
 def run_role(module: str, args: dict[str, Any], *, timeout: float = 600) -> dict[str, Any]:
     """Run `python -m <module> --role ...` as a separate process; its last stdout line is JSON."""
     proc = subprocess.run([PYTHON, "-m", module, "--role-args", json.dumps(args)], cwd=ROOT,

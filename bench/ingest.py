@@ -8,8 +8,9 @@ own, with the same views at the same concurrency and the same pool size:
 - `store`: `Store.apply_view` called directly with pre-decoded tiles (no HTTP, no
   parsing), recording every statement of every committed transaction;
 - `ceiling`: those recorded transactions (same statements, same rows, in commit
-  order) replayed with bare aiomysql (aiosqlite for SQLite): no HTTP, no parsing,
-  no merge. This is the issue's "bare aiomysql script applying the exact same
+  order, in the same round trips: two batches on MariaDB, one trip to aiosqlite's
+  thread per transaction on SQLite) replayed with bare aiomysql (aiosqlite for
+  SQLite): no HTTP, no parsing, no merge. This is the issue's "bare aiomysql script applying the exact same
   transactions": replaying captured statements (instead of calling the Store) keeps
   the Store's own Python out of the ceiling, so the ratio charges the hub for all of it.
 
@@ -147,6 +148,21 @@ class _RecordingBackend:
         self.committed.append(attempt_log[0])
         return result
 
+    async def read_then_write(self, reads: Sequence[tuple[str, Sequence[Any]]],
+                              plan: Callable[[Any], Any]) -> Any:
+        attempt_log: list[Op] = []
+
+        def recorded(rows: Any) -> Any:
+            writes, result = plan(rows)
+            # A retried attempt replaces the rolled-back one.
+            attempt_log[:] = [("batch", [(sql, list(p)) for sql, p in reads]),
+                              ("batch", [(sql, list(p)) for sql, p in writes])]
+            return writes, result
+
+        result = await self.inner.read_then_write(reads, recorded)
+        self.committed.append(list(attempt_log))
+        return result
+
     def read(self) -> Any:
         return self.inner.read()
 
@@ -224,10 +240,18 @@ async def _replay_mysql(db: str, txs: list[Any], concurrency: int) -> dict[str, 
             **common.latency_summary(latencies)}
 
 
+def _replay_transaction(conn: Any, statements: list[Op]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    for _, batch in statements:
+        for sql, params in batch:
+            conn.execute(sql, params).fetchall()
+    conn.execute("COMMIT")
+
+
 async def _replay_sqlite(db: str, txs: list[Any], concurrency: int) -> dict[str, Any]:
     import aiosqlite
 
-    from storage.sqlite import sqlite_path
+    from storage.sqlite import in_connection_thread, sqlite_path
 
     conn = await aiosqlite.connect(sqlite_path(db), isolation_level=None)
     await conn.execute("PRAGMA journal_mode=WAL")
@@ -240,11 +264,9 @@ async def _replay_sqlite(db: str, txs: list[Any], concurrency: int) -> dict[str,
         for statements in pending:
             start = time.perf_counter()
             async with lock:  # SQLite has one writer, as in the hub
-                await conn.execute("BEGIN IMMEDIATE")
-                for _, batch in statements:
-                    for sql, params in batch:
-                        await conn.execute_fetchall(sql, params)
-                await conn.execute("COMMIT")
+                # The whole transaction is one trip to aiosqlite's thread, as
+                # SQLiteBackend.read_then_write sends a view's.
+                await in_connection_thread(conn, _replay_transaction, statements)
             latencies.append(time.perf_counter() - start)
 
     start = time.perf_counter()
@@ -310,9 +332,13 @@ def run(backends: Sequence[str], levels: Sequence[int], duration: float, radius:
                         pairs = []
                         for r in range(rounds):
                             views = files[(c, r)]
+                            assert hub.proc is not None
+                            cpu_before = common.thread_cpu_s(hub.proc.pid)
                             figures = {"hub": common.run_role("bench.ingest", {
                                 "role": "client", "url": hub.url, "tokens": hub_tokens,
                                 "concurrency": c, "views": views, "duration": duration})}
+                            figures["hub"]["cpu_ms_per_view"] = common.cpu_ms_per_unit(
+                                hub.proc.pid, cpu_before, figures["hub"]["views"])
                             figures.update(common.run_role("bench.ingest", {
                                 "role": "ceiling", "backend": backend, "store_db": store_db,
                                 "replay_db": replay_db, "tokens": store_tokens,
@@ -356,8 +382,14 @@ def render(result: dict[str, Any]) -> str:
         f"{result['duration_s']} s per level, median of {result['rounds']} hub/ceiling pairs "
         "(ratio = hub / bare ceiling)",
         ["db", "conc", "who", "views/s", "p50 ms", "p95 ms", "p99 ms", "errors", "ratio"], rows)
+    cpu = ["", "hub CPU per view, ms (event loop thread + database driver threads; the "
+           "loop's is Python holding the GIL):"]
+    for backend, levels in result["backends"].items():
+        cpu += [f"  {backend:>6} c={c:<3} loop {f['hub']['cpu_ms_per_view']['loop']:.3f}"
+                f"  others {f['hub']['cpu_ms_per_view']['other_threads']:.3f}"
+                for c, f in levels.items() if c != "profile_top"]
     profiles = common.render_profiles(result["backends"])
-    return text + "\n\n" + parse.render(result["parse"]) + "\n".join(["", *profiles])
+    return "\n".join([text, *cpu, "", parse.render(result["parse"]), *profiles])
 
 
 def main() -> None:

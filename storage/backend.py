@@ -9,6 +9,8 @@ Row = tuple[Any, ...]
 # One SQL statement with `%s` placeholders (already adapted to the dialect) and its values.
 Statement = tuple[str, Sequence[Any]]
 T = TypeVar("T")
+# Given the rows of each read: the statements to write, and what the transaction returns.
+Plan = Callable[[list[list[Row]]], tuple[Sequence[Statement], T]]
 
 
 class Tx(Protocol):
@@ -60,6 +62,14 @@ class Backend(Protocol):
         """Run `work(tx)` as one transaction: committed if it returns, rolled back if not."""
         ...
 
+    async def read_then_write(self, reads: Sequence[Statement], plan: Plan[T]) -> T:
+        """One transaction: run `reads`, hand their rows to `plan`, run the writes it returns.
+
+        `plan` is plain computation (no I/O, no await): a backend may run it away from
+        the event loop, and more than once when the transaction is retried.
+        """
+        ...
+
     def read(self) -> AbstractAsyncContextManager[Any]:
         """A connection for reads that see everything committed so far."""
         ...
@@ -67,3 +77,14 @@ class Backend(Protocol):
     async def close(self) -> None:
         """Release every connection; calling it twice is harmless."""
         ...
+
+
+async def read_then_write_in(backend: Backend, reads: Sequence[Statement], plan: Plan[T]) -> T:
+    """`read_then_write` as a `write` of two batches (two round trips on MariaDB)."""
+
+    async def work(tx: Tx) -> T:
+        writes, result = plan(await tx.run_batch(reads))
+        await tx.run_batch(writes)
+        return result
+
+    return await backend.write(work)

@@ -14,7 +14,7 @@ import aiomysql
 import pymysql
 from pymysql.constants import CLIENT
 
-from storage.backend import Dialect, Row, Statement
+from storage.backend import Dialect, Plan, Row, Statement, read_then_write_in
 from storage.dialects import MySQLDialect
 from storage.errors import StoreError, StoreUnavailable
 
@@ -155,6 +155,10 @@ class MySQLBackend:
                     continue
                 raise _translate(exc) from exc
         raise AssertionError("unreachable")
+
+    async def read_then_write(self, reads: Sequence[Statement], plan: Plan[T]) -> T:
+        """The reads in one round trip, the writes in another (see `Backend`)."""
+        return await read_then_write_in(self, reads, plan)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[_MySQLTx]:

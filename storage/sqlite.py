@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,7 +12,7 @@ from urllib.parse import urlsplit
 
 import aiosqlite
 
-from storage.backend import Dialect, Row, Statement
+from storage.backend import Dialect, Plan, Row, Statement
 from storage.dialects import SQLiteDialect
 from storage.errors import StoreError
 
@@ -41,8 +42,44 @@ class _SQLiteTx:
         return [tuple(row) for row in rows]
 
     async def run_batch(self, statements: Sequence[Statement]) -> list[list[Row]]:
-        # An embedded database has no round trips to save: one statement after another.
-        return [await self.fetchall(sql, params) for sql, params in statements]
+        return await in_connection_thread(self._conn, _run_statements, statements)
+
+
+def _run_statements(conn: sqlite3.Connection, statements: Sequence[Statement]) -> list[list[Row]]:
+    # A failing statement raises here, so the ones after it never run.
+    return [[tuple(row) for row in conn.execute(sql, params).fetchall()]
+            for sql, params in statements]
+
+
+def _read_then_write(conn: sqlite3.Connection,
+                     reads_and_plan: tuple[Sequence[Statement], Plan[T]]) -> T:
+    reads, plan = reads_and_plan
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        writes, result = plan(_run_statements(conn, reads))
+        _run_statements(conn, writes)
+        conn.execute("COMMIT")
+    except BaseException:
+        # A failed COMMIT may already have ended the transaction: the failing ROLLBACK
+        # must not replace the original error.
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+async def in_connection_thread(conn: aiosqlite.Connection,
+                               fn: Callable[[sqlite3.Connection, Any], T], arg: Any) -> T:
+    """`fn(raw connection, arg)` in one trip to the connection's thread.
+
+    aiosqlite makes each statement its own trip to its thread and back through the event
+    loop; a view's transaction is about twenty statements, and while it waits for the
+    loop (busy with other requests) SQLite's only write lock is held. aiosqlite has no
+    public call for a batch (omnilib/aiosqlite#19): `Connection._execute` is the queue
+    every public method goes through, `_conn` the sqlite3 connection its thread owns;
+    aiosqlite is pinned (requirements.txt), and the SQLite tests run through here.
+    """
+    return await conn._execute(lambda: fn(conn._conn, arg))
 
 
 class SQLiteBackend:
@@ -87,6 +124,19 @@ class SQLiteBackend:
                     with contextlib.suppress(aiosqlite.Error):
                         await self._writer.execute("ROLLBACK")
                     raise
+            except aiosqlite.Error as exc:
+                raise StoreError(f"database error: {exc}") from exc
+
+    async def read_then_write(self, reads: Sequence[Statement], plan: Plan[T]) -> T:
+        """The whole transaction in one trip to the writing connection's thread.
+
+        Each trip back to the event loop while SQLite's only write lock is held waits
+        behind whatever else the loop is doing (other requests' HTTP and parsing): done
+        trip by trip, that waiting was most of the time a view held the lock.
+        """
+        async with self._write_lock:
+            try:
+                return await in_connection_thread(self._writer, _read_then_write, (reads, plan))
             except aiosqlite.Error as exc:
                 raise StoreError(f"database error: {exc}") from exc
 

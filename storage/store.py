@@ -302,23 +302,24 @@ class Store:
             ids["place"].extend(p.id for p in tile.items.places)
             ids["object"].extend(o.id for o in tile.items.objects)
 
-        async def work(tx: Tx) -> Event:
-            # Two round trips on MariaDB (see Tx.run_batch): everything the merge reads,
-            # after the feed row is locked; then everything it writes.
-            where, box_params = _in_box(box)
-            reads = [
-                *self._next_seq_statements(guild_id),
-                (self._d.sql(f"SELECT x, y, terrain FROM tiles WHERE guild_id = %s AND {where}"),
-                 (guild_id, *box_params)),
-                *(self._known_entities_statement(kind, guild_id, box, ids[kind])
-                  for kind in KINDS),
-            ]
-            _, head, terrain_rows, *entity_rows = await tx.run_batch(reads)
+        where, box_params = _in_box(box)
+        # Everything the merge reads, after the feed row is locked (one batch), then
+        # everything it writes (another): two round trips on MariaDB, one trip to the
+        # writer's thread on SQLite (see Backend.read_then_write).
+        reads = [
+            *self._next_seq_statements(guild_id),
+            (self._d.sql(f"SELECT x, y, terrain FROM tiles WHERE guild_id = %s AND {where}"),
+             (guild_id, *box_params)),
+            *(self._known_entities_statement(kind, guild_id, box, ids[kind]) for kind in KINDS),
+        ]
+
+        def plan(rows: list[list[Row]]) -> tuple[list[Statement], Event]:
+            _, head, terrain_rows, *entity_rows = rows
             epoch, seq = str(head[0][0]), int(head[0][1])
             terrain = {(x, y): t for x, y, t in terrain_rows}
             known: dict[str, dict[EntityKey, EntityState]] = {}
-            for kind, rows in zip(KINDS, entity_rows, strict=True):
-                states = (ENTITY_TABLES[kind].state(*row) for row in rows)
+            for kind, kind_rows in zip(KINDS, entity_rows, strict=True):
+                states = (ENTITY_TABLES[kind].state(*row) for row in kind_rows)
                 known[kind] = {entity_key(state): state for state in states}
             merged = merge_view(tiles, terrain, known, now, member.name)
             params: list[Any] = []
@@ -346,10 +347,9 @@ class Store:
                 left=[g for kind in KINDS for g in merged.gone[kind]],
             )
             writes += self._journal_and_event_statements(member, "view", body, event)
-            await tx.run_batch(writes)
-            return event
+            return writes, event
 
-        return await self.backend.write(work)
+        return await self.backend.read_then_write(reads, plan)
 
     async def _update_players(self, tx: Tx, member: Member, kind: str,
                               rows: Sequence[dict[str, Any]], now: int, body: bytes) -> Event:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 from typing import Any
@@ -101,6 +102,56 @@ async def test_failed_upload_leaves_nothing(client: TestClient, store: Store,
     await run("DROP TRIGGER fail_journal")
     resp = await client.post("/view", json=view, headers=auth(token))
     assert resp.status == 200 and (await resp.json())["seq"] == 1
+
+
+async def test_failing_plan_rolls_back_its_reads(store: Store, make_token: TokenMaker) -> None:
+    # The reads of a view lock and bump the guild's feed row: a plan that fails after
+    # them (a bug in the merge, say) must leave no trace, and the writer stays usable.
+    token = await make_token(17, "Alice")
+    member = await member_of(store, token)
+    before = await _dump(store)
+    d = store.backend.dialect
+    bump = (d.increment("feeds", ("guild_id", "epoch", "last_seq"), ("guild_id",), "last_seq"),
+            (17, "e", 1))
+    head = (d.sql("SELECT last_seq FROM feeds WHERE guild_id = %s"), (17,))
+
+    def failing(rows: list[list[Any]]) -> tuple[list[Any], None]:
+        assert rows[1] == [(1,)]  # the bump was visible inside the transaction
+        raise RuntimeError("plan failed")
+
+    try:
+        await store.backend.read_then_write([bump, head], failing)
+    except RuntimeError as exc:
+        assert str(exc) == "plan failed"
+    else:
+        raise AssertionError("the plan's error was swallowed")
+    assert await _dump(store) == before
+    body, tiles = _decode(_view(10, 10, 1))
+    assert (await store.apply_view(member, tiles, body, 1)).seq == 1
+
+
+async def test_cancelled_upload_is_all_or_nothing(store: Store, make_token: TokenMaker) -> None:
+    # A client gone mid-upload cancels its handler, wherever its transaction is.
+    token = await make_token(17, "Alice")
+    member = await member_of(store, token)
+    for step in range(4):
+        body, tiles = _decode(_view(20 + 10 * step, 20, 2, {(20 + 10 * step, 20): {
+            "npcs": [{"id": 500 + step, "name": "Loup"}]}}))
+        task = asyncio.create_task(store.apply_view(member, tiles, body, step))
+        for _ in range(step):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    body, tiles = _decode(_view(40, 40, 1))
+    last = await store.apply_view(member, tiles, body, 99)
+    events = await store.events_after(17, 0)
+    assert [seq for seq, _ in events] == list(range(1, last.seq + 1))
+    dump = await _dump(store)
+    monsters = {row[1] for row in dump["monsters"]}
+    views = [json.loads(e) for _, e in events]
+    assert monsters == {m["id"] for v in views for m in v["appeared"] if m["kind"] == "monster"}
+    assert len(dump["uploads"]) == len(events)
 
 
 async def test_concurrent_overlapping_writers(client: TestClient, store: Store,
