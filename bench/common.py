@@ -208,29 +208,35 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def thread_cpu_s(pid: int) -> dict[int, float]:
-    """CPU seconds (user + system) of each thread of a process, by thread id."""
+def thread_cpu_s(pid: int) -> dict[int, tuple[float, float]]:
+    """CPU seconds (user, system) of each thread of a process, by thread id."""
     tick = os.sysconf("SC_CLK_TCK")
-    out: dict[int, float] = {}
+    out: dict[int, tuple[float, float]] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError):  # a thread may end while we look
             stat = (task / "stat").read_text()
             fields = stat[stat.rindex(")") + 2:].split()
-            out[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+            out[int(task.name)] = (int(fields[11]) / tick, int(fields[12]) / tick)
     return out
 
 
-def cpu_ms_per_unit(pid: int, before: dict[int, float], units: int) -> dict[str, float]:
-    """CPU of `pid` since `before`, per unit of work: its event loop thread, its others.
+def cpu_ms_per_unit(pid: int, before: dict[int, tuple[float, float]],
+                    units: int) -> dict[str, float]:
+    """CPU of `pid` since `before`, per unit of work, by thread.
 
-    The loop thread runs only Python (HTTP, parsing, handlers) and so holds the GIL
-    while it is on a CPU; the others (database driver threads) may run C without it.
+    `loop_user`: the event loop thread's user time, which is Python (HTTP, parsing,
+    handlers) and so holds the GIL; `loop_system`: its system calls, which do not;
+    `other_threads`: the database driver threads, in C part of the time.
     """
     after = thread_cpu_s(pid)
-    loop = after.get(pid, 0.0) - before.get(pid, 0.0)
-    others = sum(v - before.get(tid, 0.0) for tid, v in after.items() if tid != pid)
+    zero = (0.0, 0.0)
+    loop_user = after.get(pid, zero)[0] - before.get(pid, zero)[0]
+    loop_system = after.get(pid, zero)[1] - before.get(pid, zero)[1]
+    others = sum(u + s - sum(before.get(tid, zero)) for tid, (u, s) in after.items()
+                 if tid != pid)
     per = 1000 / max(units, 1)
-    return {"loop": round(loop * per, 3), "other_threads": round(others * per, 3)}
+    return {"loop_user": round(loop_user * per, 3), "loop_system": round(loop_system * per, 3),
+            "other_threads": round(others * per, 3)}
 
 
 def run_role(module: str, args: dict[str, Any], *, timeout: float = 600) -> dict[str, Any]:

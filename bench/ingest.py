@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sqlite3
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -287,10 +289,68 @@ async def _ceiling(args: dict[str, Any]) -> dict[str, Any]:
                                           args["duration"], args["radius"])
         replay = (_replay_mysql if args["backend"] == "mysql" else _replay_sqlite)
         out[str(c)] = {"store": direct, "ceiling": await replay(args["replay_db"], txs, c)}
+        if args["backend"] == "sqlite":
+            out[str(c)]["sqlite_gil"] = await _sqlite_gil_share(txs)
     return out
 
 
+def _replay_alone(url: str, txs: list[Any]) -> float:
+    """The transactions with plain sqlite3 on this thread; returns the seconds taken."""
+    from storage.sqlite import sqlite_path
+
+    conn = sqlite3.connect(sqlite_path(url), isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        start = time.perf_counter()
+        for statements in txs:
+            _replay_transaction(conn, statements)
+        return time.perf_counter() - start
+    finally:
+        conn.close()
+
+
+async def _sqlite_gil_share(txs: list[Any]) -> dict[str, Any]:
+    """How much of SQLite's work, through Python's sqlite3, holds the GIL.
+
+    The same transactions replayed by one thread, then by two threads at once on two
+    files of their own: if SQLite ran without the GIL, two threads on two cores would
+    do twice the work in the same time. With a share g of the work holding it, they
+    do 1/g times the work of one (for g >= 1/2).
+    """
+    from storage import migrate
+
+    with tempfile.TemporaryDirectory(prefix="nacritan_bench_gil_") as tmp:
+        urls = [f"sqlite:///{tmp}/{i}.db" for i in range(3)]
+        for url in urls:
+            await migrate(url)
+        alone = await asyncio.to_thread(_replay_alone, urls[0], txs)
+        start = time.perf_counter()
+        await asyncio.gather(*(asyncio.to_thread(_replay_alone, url, txs) for url in urls[1:]))
+        both = time.perf_counter() - start
+    speedup = 2 * alone / both
+    return {"one_thread_tx_per_s": round(len(txs) / alone, 1),
+            "two_threads_tx_per_s": round(2 * len(txs) / both, 1),
+            "sql_ms_per_tx": round(1000 * alone / len(txs), 3),
+            "gil_share": round(min(1.0, 1 / speedup), 2)}
+
+
 # -- orchestrator --------------------------------------------------------------
+
+def _gil_bound(figures: dict[str, Any]) -> dict[str, Any]:
+    """The most views/s any hub in one CPython process could reach on this machine.
+
+    Per view, the GIL is held at least for the loop thread's Python (HTTP, auth,
+    parsing: `loop_user`, measured on the hub) and for the GIL-holding share of the
+    SQL (measured by `_sqlite_gil_share`); the merge is left out, so this is generous.
+    """
+    gil = figures["sqlite_gil"]
+    held_ms = (figures["hub"]["cpu_ms_per_view"]["loop_user"]
+               + gil["gil_share"] * gil["sql_ms_per_tx"])
+    views_per_s = 1000 / held_ms
+    return {"gil_held_ms_per_view": round(held_ms, 3), "views_per_s": round(views_per_s, 1),
+            "of_ceiling": round(views_per_s / figures["ceiling"]["views_per_s"], 3)}
+
 
 def _median_round(rounds: list[dict[str, Any]], ratio_of: str) -> dict[str, Any]:
     """The round whose hub / ceiling ratio is the median one (figures stay consistent)."""
@@ -307,7 +367,6 @@ def run(backends: Sequence[str], levels: Sequence[int], duration: float, radius:
     load from elsewhere on the machine hits one pair rather than one side; the pair
     with the median ratio is reported (every round's figures are in `rounds`).
     """
-    import tempfile
 
     tmp = Path(tempfile.mkdtemp(prefix="nacritan_bench_views_"))
     # Enough turns that no worker runs out at ~1,500 views/s; it wraps around if it does.
@@ -349,6 +408,8 @@ def run(backends: Sequence[str], levels: Sequence[int], duration: float, radius:
                         hub_rate = chosen["hub"]["views_per_s"]
                         chosen["ratio"] = round(hub_rate / chosen["ceiling"]["views_per_s"], 3)
                         chosen["ratio_store"] = round(hub_rate / chosen["store"]["views_per_s"], 3)
+                        if "sqlite_gil" in chosen:
+                            chosen["gil_bound"] = _gil_bound(chosen)
                         chosen["round_ratios"] = [
                             round(f["hub"]["views_per_s"] / f["ceiling"]["views_per_s"], 3)
                             for f in pairs]
@@ -382,12 +443,23 @@ def render(result: dict[str, Any]) -> str:
         f"{result['duration_s']} s per level, median of {result['rounds']} hub/ceiling pairs "
         "(ratio = hub / bare ceiling)",
         ["db", "conc", "who", "views/s", "p50 ms", "p95 ms", "p99 ms", "errors", "ratio"], rows)
-    cpu = ["", "hub CPU per view, ms (event loop thread + database driver threads; the "
-           "loop's is Python holding the GIL):"]
+    cpu = ["", "hub CPU per view, ms (the event loop thread's user time is Python "
+           "holding the GIL):"]
     for backend, levels in result["backends"].items():
-        cpu += [f"  {backend:>6} c={c:<3} loop {f['hub']['cpu_ms_per_view']['loop']:.3f}"
-                f"  others {f['hub']['cpu_ms_per_view']['other_threads']:.3f}"
-                for c, f in levels.items() if c != "profile_top"]
+        for c, f in levels.items():
+            if c == "profile_top":
+                continue
+            t = f["hub"]["cpu_ms_per_view"]
+            cpu.append(f"  {backend:>6} c={c:<3} loop user {t['loop_user']:.3f}  "
+                       f"loop system {t['loop_system']:.3f}  other threads {t['other_threads']:.3f}")
+            if "gil_bound" in f:
+                g, b = f["sqlite_gil"], f["gil_bound"]
+                cpu.append(
+                    f"  {'':>6} {'':<5} SQLite's work holds the GIL {g['gil_share']:.0%} of its "
+                    f"{g['sql_ms_per_tx']:.3f} ms/view (one thread {g['one_thread_tx_per_s']:,.0f}"
+                    f" tx/s, two on two files {g['two_threads_tx_per_s']:,.0f}); GIL bound of "
+                    f"any one-process hub: {b['views_per_s']:,.0f} views/s = "
+                    f"{b['of_ceiling']:.0%} of the ceiling")
     profiles = common.render_profiles(result["backends"])
     return "\n".join([text, *cpu, "", parse.render(result["parse"]), *profiles])
 
