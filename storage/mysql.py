@@ -82,6 +82,11 @@ class MySQLBackend:
 
     def __init__(self, pool: aiomysql.Pool, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         self._pool = pool
+        # aiomysql's pool lets a caller that arrives while a released connection's
+        # waiter is being woken take that connection first: under a burst, a few
+        # callers lost every race until the acquire timeout (503). Turns at this
+        # semaphore (first come, first served) decide who gets a connection instead.
+        self._turns = asyncio.Semaphore(pool.maxsize)
         self._timeout = timeout
         self._closed = False
 
@@ -108,7 +113,13 @@ class MySQLBackend:
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[aiomysql.Connection]:
         try:
-            conn = await asyncio.wait_for(self._pool.acquire(), ACQUIRE_TIMEOUT_SECONDS)
+            async with asyncio.timeout(ACQUIRE_TIMEOUT_SECONDS):
+                await self._turns.acquire()
+                try:
+                    conn = await self._pool.acquire()
+                except BaseException:
+                    self._turns.release()
+                    raise
         except (TimeoutError, pymysql.err.Error, OSError) as exc:
             raise StoreUnavailable(f"database unreachable: {exc}") from exc
         try:
@@ -121,6 +132,7 @@ class MySQLBackend:
             raise
         finally:
             self._pool.release(conn)
+            self._turns.release()
 
     async def write(self, work: Callable[[_MySQLTx], Awaitable[T]]) -> T:
         """Run `work` in one transaction, rerunning it after a deadlock (bounded)."""
