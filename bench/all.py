@@ -21,7 +21,7 @@ from typing import Any
 
 from bench import common
 
-BENCHMARKS = ("parse", "ingest", "reads", "fanout", "connections", "mixed")
+BENCHMARKS = ("parse", "ingest", "reads", "fanout", "connections", "mixed", "heap")
 # Cut-down arguments for --quick, sized so the whole run stays far below 3 minutes even
 # on a busy 2-core machine (about 70 s when idle).
 QUICK_ARGS: dict[str, list[str]] = {
@@ -31,12 +31,14 @@ QUICK_ARGS: dict[str, list[str]] = {
     "fanout": ["--quick", "--subscribers", "100", "--seconds", "2"],
     "connections": ["--quick", "--sockets", "500"],
     "mixed": ["--quick", "--subscribers", "100", "--seconds", "6"],
+    "heap": ["--quick"],
 }
 # --quick shares this many seconds between the benchmarks still to run, in proportion
 # to their usual share; one that overruns its slice is stopped (SIGTERM: it drops its
 # databases and stops its servers) and reported, which does not fail the run.
 QUICK_BUDGET = 165.0
-QUICK_WEIGHTS = {"parse": 7, "ingest": 27, "reads": 6, "fanout": 15, "connections": 9, "mixed": 8}
+QUICK_WEIGHTS = {"parse": 7, "ingest": 27, "reads": 6, "fanout": 15, "connections": 9, "mixed": 8,
+                 "heap": 8}
 
 
 def _run(name: str, extra: list[str],
@@ -93,6 +95,15 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
             level = levels.get("8") or levels[max(counts, key=int)]
             rows.append([f"ingest {backend} c=8 vs bare ceiling", f"{level['ratio']:.0%}", ">= 70%",
                          level["ratio"] >= 0.7])
+            if "gil_bound" in level:
+                # The issue's 70% is above what one CPython process can reach (README,
+                # Performance): the proposed target is a share of that bound instead.
+                bound = level["gil_bound"]
+                share = level["hub"]["views_per_s"] / bound["views_per_s"]
+                rows.append([f"ingest {backend} c=8 GIL bound vs bare ceiling",
+                             f"{bound['of_ceiling']:.0%}", "(bound)", "-"])
+                rows.append([f"ingest {backend} c=8 vs GIL bound", f"{share:.0%}",
+                             ">= 55% (proposed)", share >= 0.55])
             if backend == "mysql":
                 rows.append(["ingest mysql c=8 p99", f"{level['hub']['p99_ms']} ms", "<= 50 ms",
                              level["hub"]["p99_ms"] <= 50])
@@ -104,12 +115,17 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
     if fanout:
         for n, level in fanout["levels"].items():
             hub = level["hub"]
-            rows.append([f"fanout {n} subs p99", f"{hub['p99_ms']} ms", "<= 100 ms",
-                         hub["p99_ms"] <= 100])
+            # The issue sets its targets at 1,000 subscribers (quick runs check them at
+            # fewer); beyond, the figures say what one replica can carry.
+            targeted = int(n) <= 1000
+            rows.append([f"fanout {n} subs p99", f"{hub['p99_ms']} ms",
+                         "<= 100 ms" if targeted else "(capacity)",
+                         hub["p99_ms"] <= 100 if targeted else "-"])
             if "bare" in level:
                 share = hub["steady_msgs_per_s"] / max(1, level["bare"]["steady_msgs_per_s"])
                 rows.append([f"fanout {n} subs msg/s vs bare (20 views/s)", f"{share:.0%}",
-                             ">= 80%", share >= 0.8])
+                             ">= 80%" if targeted else "(capacity)",
+                             share >= 0.8 if targeted else "-"])
                 rows.append([f"fanout {n} subs burst msg/s vs bare", f"{level['ratio_burst']:.0%}",
                              "(capacity)", "-"])
             if "sio" in level:
@@ -133,6 +149,10 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
         errors = sum(f["errors"] for f in mixed["routes"].values())
         rows.append(["mixed errors / closed sockets", f"{errors} / {sum(mixed['closed'].values())}",
                      "0 / 0", errors == 0 and not mixed["closed"]])
+    heap = results.get("heap")
+    if heap:
+        rows.append([f"hub heap growth over {heap['uploads']:,} uploads after warm-up",
+                     f"{heap['growth_kib']:+} KiB", "(diagnostic)", "-"])
     return rows
 
 
