@@ -46,7 +46,7 @@ if [[ ! -x "$TOOLS/bin/kubernetes-validate" || "$(cat "$stamp" 2>/dev/null)" != 
 fi
 export PATH="$TOOLS/bin:$PATH"
 hadolint --version
-kubectl version --client | head -1
+kubectl version --client
 
 step "shell scripts shipped to containers parse"
 for script in docker/build-venv.sh k8s/nginx/*.sh; do
