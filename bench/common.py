@@ -157,6 +157,7 @@ class HubProcess:
 def start_profiler(pid: int, out: str) -> subprocess.Popen[bytes]:
     """py-spy sampling `pid` (collapsed stacks to `out`) until `stop_profiler`."""
     spy = Path(PYTHON).with_name("py-spy")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     # --gil: only the thread holding the GIL is sampled, so the profile shows where the
     # hub spends CPU, not where its threads wait.
     return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--rate", "250", "--gil", "--format",
@@ -179,6 +180,9 @@ def top_frames(path: str, count: int = 12) -> list[tuple[float, str]]:
 
     own: Counter[str] = Counter()
     total = 0
+    if not Path(path).exists():
+        raise SystemExit(f"py-spy wrote no profile to {path} (is py-spy installed? "
+                         "`pip install -r requirements-dev.txt`; it needs ptrace rights)")
     for line in Path(path).read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         if not n.isdigit():
