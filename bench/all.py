@@ -96,12 +96,17 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
             rows.append([f"ingest {backend} c=8 vs bare ceiling", f"{level['ratio']:.0%}", ">= 70%",
                          level["ratio"] >= 0.7])
             if "gil_bound" in level:
-                # The 70% is above what one CPython process can reach (README,
+                # The 70% is missed by a margin the GIL explains (README,
                 # Performance): the proposed target is a share of that bound instead.
                 bound = level["gil_bound"]
                 share = level["hub"]["views_per_s"] / bound["views_per_s"]
                 rows.append([f"ingest {backend} c=8 GIL bound vs bare ceiling",
                              f"{bound['of_ceiling']:.0%}", "(bound)", "-"])
+                rows.append([f"ingest {backend} c=8 GIL bound with merge vs ceiling",
+                             f"{bound['with_merge']['of_ceiling']:.0%}", "(bound)", "-"])
+                rows.append([f"ingest {backend} c=8 Python/view: 70% budget vs spent",
+                             f"{bound['python_budget_at_70_ms']:.2f} vs "
+                             f"{bound['python_spent_ms']:.2f} ms", "(diagnostic)", "-"])
                 rows.append([f"ingest {backend} c=8 vs GIL bound", f"{share:.0%}",
                              ">= 55% (proposed)", share >= 0.55])
             if backend == "mysql":
