@@ -14,7 +14,8 @@ own, with the same views at the same concurrency and the same pool size:
   transactions": replaying captured statements (instead of calling the Store) keeps
   the Store's own Python out of the ceiling, so the ratio charges the hub for all of it.
 
-The ratio hub / ceiling is reported per concurrency; the parse cost alone is measured too.
+Every side opens its connections (and the hub fills its token cache) before the clock
+starts. The ratio hub / ceiling is reported per concurrency; the parse cost alone is measured too.
 """
 from __future__ import annotations
 
