@@ -315,9 +315,10 @@ def test_an_unreachable_hub_gets_a_json_503(tmp_path: Path) -> None:
             wait_until_listening(https_port, nginx, "nginx")
             tls = ssl.create_default_context(cafile=str(tmp_path / "certs" / "fullchain.pem"))
             edge = Edge("http://127.0.0.1:1", f"https://127.0.0.1:{https_port}", "", tmp_path, tls)
-            for method, path in (("GET", "/infos"), ("POST", "/view")):
+            for method, path in (("GET", "/infos"), ("POST", "/view"), ("GET", "/page.html")):
                 reply = fetch(edge, method, path, view())
                 assert reply.status == 503, (path, reply.body)
+                assert reply.headers["Content-Type"] == "application/json", path
                 assert reply.json()["error"]["code"] == "hub_unavailable"
                 assert reply.headers["Retry-After"] == "5"
         finally:
