@@ -230,19 +230,17 @@ def cpu_ms_per_unit(pid: int, before: dict[int, tuple[float, float]],
 
     `loop_user`: the event loop thread's user time, which is Python (HTTP, parsing,
     handlers) and so holds the GIL; `loop_system`: its system calls, which do not;
-    `other_threads`: the database driver threads (user and system), in C part of the
-    time; `other_user`: their user time alone.
+    `other_threads`: the database driver threads, in C part of the time.
     """
     after = thread_cpu_s(pid)
     zero = (0.0, 0.0)
     loop_user = after.get(pid, zero)[0] - before.get(pid, zero)[0]
     loop_system = after.get(pid, zero)[1] - before.get(pid, zero)[1]
-    others = [(u - before.get(tid, zero)[0], s - before.get(tid, zero)[1])
-              for tid, (u, s) in after.items() if tid != pid]
+    others = sum(u + s - sum(before.get(tid, zero)) for tid, (u, s) in after.items()
+                 if tid != pid)
     per = 1000 / max(units, 1)
     return {"loop_user": round(loop_user * per, 3), "loop_system": round(loop_system * per, 3),
-            "other_threads": round(sum(u + s for u, s in others) * per, 3),
-            "other_user": round(sum(u for u, _ in others) * per, 3)}
+            "other_threads": round(others * per, 3)}
 
 
 def run_role(module: str, args: dict[str, Any], *, timeout: float = 600) -> dict[str, Any]:

@@ -112,7 +112,12 @@ async def _client(args: dict[str, Any]) -> dict[str, Any]:
         # client's connections, the hub's pool connections and its token cache are made
         # before the clock starts, as the ceiling's are (see `_open_connections`).
         await asyncio.gather(*(warm(sorted({m for m, _ in q})) for q in queues))
-        return await _run_workers(queues, args["duration"], one)
+        # The hub's CPU is read here, after the warm-up, so that it is not charged to views.
+        cpu_before = common.thread_cpu_s(args["hub_pid"])
+        result = await _run_workers(queues, args["duration"], one)
+        result["cpu_ms_per_view"] = common.cpu_ms_per_unit(args["hub_pid"], cpu_before,
+                                                           result["views"])
+        return result
 
 
 # -- role: Store direct, then bare replay --------------------------------------
@@ -361,9 +366,9 @@ def _gil_bound(figures: dict[str, Any]) -> dict[str, Any]:
 
     `views_per_s` (generous, any hub): the loop thread's Python (HTTP, auth, parsing:
     `loop_user`, measured on the hub) plus the GIL-holding share of the SQL (measured by
-    `_sqlite_gil_share`), merge left out. `with_merge` (this hub): all the hub's user
-    time per view except the SQL's GIL-free share, so the merge and the driver thread's
-    own Python count too. `python_budget_at_70_ms`: the Python per view (loop and merge)
+    `_sqlite_gil_share`), merge left out. `with_merge` (this hub): the driver thread's
+    CPU per view (user and system, as the SQL's share is of wall time) less the SQL's
+    GIL-free share, so the merge and that thread's own Python count too. `python_budget_at_70_ms`: the Python per view (loop and merge)
     a hub could afford at 70% of the ceiling, against `python_spent_ms`.
     """
     gil = figures["sqlite_gil"]
@@ -372,7 +377,7 @@ def _gil_bound(figures: dict[str, Any]) -> dict[str, Any]:
     sql_held_ms = gil["gil_share"] * gil["sql_ms_per_tx"]
     held_ms = cpu["loop_user"] + sql_held_ms
     sql_free_ms = (1 - gil["gil_share"]) * gil["sql_ms_per_tx"]
-    held_with_merge_ms = cpu["loop_user"] + max(cpu["other_user"] - sql_free_ms, sql_held_ms)
+    held_with_merge_ms = cpu["loop_user"] + max(cpu["other_threads"] - sql_free_ms, sql_held_ms)
     views_per_s = 1000 / held_ms
     with_merge = 1000 / held_with_merge_ms
     return {"gil_held_ms_per_view": round(held_ms, 3), "views_per_s": round(views_per_s, 1),
@@ -424,12 +429,10 @@ def run(backends: Sequence[str], levels: Sequence[int], duration: float, radius:
                         for r in range(rounds):
                             views = files[(c, r)]
                             assert hub.proc is not None
-                            cpu_before = common.thread_cpu_s(hub.proc.pid)
                             figures = {"hub": common.run_role("bench.ingest", {
                                 "role": "client", "url": hub.url, "tokens": hub_tokens,
-                                "concurrency": c, "views": views, "duration": duration})}
-                            figures["hub"]["cpu_ms_per_view"] = common.cpu_ms_per_unit(
-                                hub.proc.pid, cpu_before, figures["hub"]["views"])
+                                "concurrency": c, "views": views, "duration": duration,
+                                "hub_pid": hub.proc.pid})}
                             figures.update(common.run_role("bench.ingest", {
                                 "role": "ceiling", "backend": backend, "store_db": store_db,
                                 "replay_db": replay_db, "tokens": store_tokens,
