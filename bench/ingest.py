@@ -10,12 +10,14 @@ own, with the same views at the same concurrency and the same pool size:
 - `ceiling`: those recorded transactions (same statements, same rows, in commit
   order, in the same round trips: two batches on MariaDB, one trip to aiosqlite's
   thread per transaction on SQLite) replayed with bare aiomysql (aiosqlite for
-  SQLite): no HTTP, no parsing, no merge. This is the issue's "bare aiomysql script applying the exact same
-  transactions": replaying captured statements (instead of calling the Store) keeps
-  the Store's own Python out of the ceiling, so the ratio charges the hub for all of it.
+  SQLite): no HTTP, no parsing, no merge. This is the issue's "bare aiomysql script
+  applying the exact same transactions": replaying captured statements (instead of
+  calling the Store) keeps the Store's own Python out of the ceiling, so the ratio
+  charges the hub for all of it.
 
 Every side opens its connections (and the hub fills its token cache) before the clock
-starts. The ratio hub / ceiling is reported per concurrency; the parse cost alone is measured too.
+starts. The ratio hub / ceiling is reported per concurrency; the parse cost alone is
+measured too.
 """
 from __future__ import annotations
 
@@ -368,8 +370,9 @@ def _gil_bound(figures: dict[str, Any]) -> dict[str, Any]:
     `loop_user`, measured on the hub) plus the GIL-holding share of the SQL (measured by
     `_sqlite_gil_share`), merge left out. `with_merge` (this hub): the driver thread's
     CPU per view (user and system, as the SQL's share is of wall time) less the SQL's
-    GIL-free share, so the merge and that thread's own Python count too. `python_budget_at_70_ms`: the Python per view (loop and merge)
-    a hub could afford at 70% of the ceiling, against `python_spent_ms`.
+    GIL-free share, so the merge and that thread's own Python count too.
+    `python_budget_at_70_ms`: the Python per view (loop and merge) a hub could afford
+    at 70% of the ceiling, against `python_spent_ms`.
     """
     gil = figures["sqlite_gil"]
     cpu = figures["hub"]["cpu_ms_per_view"]
@@ -404,7 +407,6 @@ def run(backends: Sequence[str], levels: Sequence[int], duration: float, radius:
     load from elsewhere on the machine hits one pair rather than one side; the pair
     with the median ratio is reported (every round's figures are in `rounds`).
     """
-
     tmp = Path(tempfile.mkdtemp(prefix="nacritan_bench_views_"))
     # Enough turns that no worker runs out at ~1,500 views/s; it wraps around if it does.
     per_member = max(8, int(1500 * duration / MEMBERS))

@@ -78,13 +78,3 @@ class Backend(Protocol):
         """Release every connection; calling it twice is harmless."""
         ...
 
-
-async def read_then_write_in(backend: Backend, reads: Sequence[Statement], plan: Plan[T]) -> T:
-    """`read_then_write` as a `write` of two batches (two round trips on MariaDB)."""
-
-    async def work(tx: Tx) -> T:
-        writes, result = plan(await tx.run_batch(reads))
-        await tx.run_batch(writes)
-        return result
-
-    return await backend.write(work)

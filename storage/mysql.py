@@ -14,7 +14,7 @@ import aiomysql
 import pymysql
 from pymysql.constants import CLIENT
 
-from storage.backend import Dialect, Plan, Row, Statement, read_then_write_in
+from storage.backend import Dialect, Plan, Row, Statement
 from storage.dialects import MySQLDialect
 from storage.errors import StoreError, StoreUnavailable
 
@@ -170,7 +170,13 @@ class MySQLBackend:
 
     async def read_then_write(self, reads: Sequence[Statement], plan: Plan[T]) -> T:
         """The reads in one round trip, the writes in another (see `Backend`)."""
-        return await read_then_write_in(self, reads, plan)
+
+        async def work(tx: _MySQLTx) -> T:
+            writes, result = plan(await tx.run_batch(reads))
+            await tx.run_batch(writes)
+            return result
+
+        return await self.write(work)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[_MySQLTx]:
