@@ -2,25 +2,33 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime-installed
+DEV := $(VENV)/.dev-installed
 
-.PHONY: serve test lint
+.PHONY: serve test lint prerequisites
 
-$(STAMP): requirements.txt requirements-dev.txt
+# Serving needs only the runtime requirements (seconds after the download).
+$(RUNTIME): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --require-hashes -r requirements.txt
+	touch $(RUNTIME)
+
+$(DEV): $(RUNTIME) requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+	touch $(DEV)
 
 ## Start the hub on the embedded SQLite database (nacritan.db) at http://127.0.0.1:8080
-serve: $(STAMP)
+serve: $(RUNTIME)
 	$(PY) -m hub serve
 
-## Run the whole test suite (needs MariaDB on 127.0.0.1:3306 and Redis on 6379; .ci/run starts them)
-test: $(STAMP)
+## Install what the suite needs (Debian packages, MariaDB and Redis started), then run all of it
+test: prerequisites $(DEV)
 	$(PY) -m pytest
 
-lint: $(STAMP)
+prerequisites:
+	bash scripts/test-prerequisites.sh
+
+lint: $(DEV)
 	$(VENV)/bin/ruff check hub parsers storage tests bench
 	$(VENV)/bin/mypy

@@ -18,7 +18,7 @@ import msgspec
 from bench import common
 from bench.workload import views
 
-SAMPLE = common.ROOT.parent / "shared" / "reference" / "samples" / "view-radius4.json"
+SAMPLE = common.ROOT / "tests" / "data" / "view-radius4.json"
 TARGET = 20_000
 
 

@@ -1,7 +1,7 @@
 """A seeded, deterministic workload: guild members walking a hex world and uploading views.
 
 Views are hex disks (radius 4: 61 tiles, radius 6: 127 tiles) in the game's axial
-coordinates, shaped like the userscript's upload (see shared/reference/samples): every
+coordinates, shaped like the userscript's upload (see tests/data/): every
 tile carries its five item lists. Members move one tile per turn or stay, so
 consecutive views of a member overlap; monsters wander, objects come and go, places and
 resources stay where they are. The same seed always yields the same bytes.

@@ -8,7 +8,7 @@ from aiohttp.test_utils import TestClient
 
 from tests.conftest import TokenMaker, auth
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "samples"
+SAMPLES = Path(__file__).resolve().parent / "data"
 
 
 async def test_sample_uploads_round_trip(client: TestClient, make_token: TokenMaker) -> None:
