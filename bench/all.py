@@ -86,7 +86,7 @@ def _stop_group(proc: subprocess.Popen[str]) -> None:
 
 
 def summary(results: dict[str, Any]) -> list[list[Any]]:
-    """One row per target of the issue: measured, target, met."""
+    """One row per performance target: measured, target, met."""
     rows: list[list[Any]] = []
     ingest = results.get("ingest")
     if ingest:
@@ -96,7 +96,7 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
             rows.append([f"ingest {backend} c=8 vs bare ceiling", f"{level['ratio']:.0%}", ">= 70%",
                          level["ratio"] >= 0.7])
             if "gil_bound" in level:
-                # The issue's 70% is missed by a margin the GIL explains (README,
+                # The 70% target is missed by a margin the GIL explains (docs/performance.md,
                 # Performance): the proposed target is a share of that bound instead.
                 bound = level["gil_bound"]
                 share = level["hub"]["views_per_s"] / bound["views_per_s"]
@@ -120,7 +120,7 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
     if fanout:
         for n, level in fanout["levels"].items():
             hub = level["hub"]
-            # The issue sets its targets at 1,000 subscribers (quick runs check them at
+            # The targets are set at 1,000 subscribers (quick runs check them at
             # fewer); beyond, the figures say what one replica can carry.
             targeted = int(n) <= 1000
             rows.append([f"fanout {n} subs p99", f"{hub['p99_ms']} ms",

@@ -10,7 +10,7 @@ own, with the same views at the same concurrency and the same pool size:
 - `ceiling`: those recorded transactions (same statements, same rows, in commit
   order, in the same round trips: two batches on MariaDB, one trip to aiosqlite's
   thread per transaction on SQLite) replayed with bare aiomysql (aiosqlite for
-  SQLite): no HTTP, no parsing, no merge. This is the issue's "bare aiomysql script
+  SQLite): no HTTP, no parsing, no merge. This is the "bare aiomysql script
   applying the exact same transactions": replaying captured statements (instead of
   calling the Store) keeps the Store's own Python out of the ceiling, so the ratio
   charges the hub for all of it.

@@ -27,16 +27,16 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
-from urllib.parse import unquote, urlsplit
 
 import pymysql
 
 from hub.backup_retention import select_survivors
 from hub.settings import Settings
+from storage.schema import create_mysql_database
+from storage.url import DatabaseUrl
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,6 @@ DUMP_FLAGS: Final = (
     "--hex-blob",
 )
 CHUNK: Final = 1024 * 1024
-MYSQL_SCHEMES: Final = frozenset({"mysql", "mariadb", "mysql+aiomysql", "mysql+pymysql"})
 DEFINER_RE: Final = re.compile(rb"DEFINER=`(?:[^`]|``)*`@`(?:[^`]|``)*`")
 # yoyo's bookkeeping tables hold rows in a freshly migrated, otherwise empty database.
 BOOKKEEPING_TABLES: Final = re.compile(r"^(_yoyo_.*|yoyo_lock)$")
@@ -65,46 +64,20 @@ class BackupError(RuntimeError):
     """A backup or restore step failed; the message says which and why."""
 
 
-@dataclass(frozen=True)
-class MysqlTarget:
-    """Where the configured MySQL/MariaDB database lives, parsed from NACRITAN_DB."""
-
-    host: str
-    port: int
-    user: str
-    password: str
-    database: str
-
-    @classmethod
-    def from_url(cls, url: str) -> MysqlTarget:
-        """Parse `mysql://user:pass@host:port/db` with urllib (no eval, no shell)."""
-        parts = urlsplit(url)
-        if parts.scheme not in MYSQL_SCHEMES:
-            raise BackupError(
-                f"backup and restore handle MySQL/MariaDB only, and NACRITAN_DB uses {parts.scheme!r};"
-                " for SQLite, stop the hub and copy the file with `sqlite3 FILE '.backup COPY'`"
-            )
-        database = unquote(parts.path.lstrip("/"))
-        if not database:
-            raise BackupError("NACRITAN_DB names no database")
-        return cls(
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or 3306,
-            user=unquote(parts.username or "root"),
-            password=unquote(parts.password or ""),
-            database=database,
+def mysql_target(url: str | DatabaseUrl) -> DatabaseUrl:
+    """The configured MariaDB database; SQLite is refused with the way to back it up."""
+    target = DatabaseUrl.parse(url)
+    if target.backend != "mysql":
+        raise BackupError(
+            "backup and restore handle MySQL/MariaDB only, and NACRITAN_DB is SQLite;"
+            " for SQLite, stop the hub and copy the file with `sqlite3 FILE '.backup COPY'`"
         )
+    return target
 
-    def connect(self) -> pymysql.connections.Connection:
-        """A plain PyMySQL connection for the few statements the CLI runs itself."""
-        return pymysql.connect(
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            password=self.password,
-            database=self.database,
-            autocommit=True,
-        )
+
+def connect(target: DatabaseUrl) -> pymysql.connections.Connection:
+    """A plain PyMySQL connection for the few statements the CLI runs itself."""
+    return pymysql.connect(**target.mysql_params(), autocommit=True)
 
 
 def _option_value(value: str) -> str:
@@ -113,7 +86,7 @@ def _option_value(value: str) -> str:
 
 
 @contextlib.contextmanager
-def defaults_file(target: MysqlTarget) -> Iterator[str]:
+def defaults_file(target: DatabaseUrl) -> Iterator[str]:
     """A 0600 `[client]` option file in a private temporary directory, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="nacritan-my-") as directory:
         path = os.path.join(directory, "client.cnf")
@@ -173,7 +146,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _dump_to(target: MysqlTarget, destination: Path) -> None:
+def _dump_to(target: DatabaseUrl, destination: Path) -> None:
     """Stream `mariadb-dump` into a new gzip file at `destination` (created 0600)."""
     with defaults_file(target) as options, tempfile.TemporaryFile() as errors:
         command = ["mariadb-dump", f"--defaults-file={options}", *DUMP_FLAGS, target.database]
@@ -200,7 +173,7 @@ def _dump_to(target: MysqlTarget, destination: Path) -> None:
             raise BackupError(f"mariadb-dump exited {code}: {message}")
 
 
-def take_backup(target: MysqlTarget, directory: Path, now: datetime) -> Path:
+def take_backup(target: DatabaseUrl, directory: Path, now: datetime) -> Path:
     """Dump, verify, hash and publish one backup; return its final path."""
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / backup_name(now)
@@ -275,7 +248,7 @@ def run_backup(settings: Settings, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     directory = Path(args.dir)
     try:
-        target = MysqlTarget.from_url(settings.db)
+        target = mysql_target(settings.db)
         path = take_backup(target, directory, now)
         apply_retention(directory, now)
         if args.rclone_remote:
@@ -286,9 +259,9 @@ def run_backup(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_empty(target: MysqlTarget) -> bool:
+def _is_empty(target: DatabaseUrl) -> bool:
     """True when no table but yoyo's bookkeeping holds a row."""
-    with contextlib.closing(target.connect()) as connection, connection.cursor() as cursor:
+    with contextlib.closing(connect(target)) as connection, connection.cursor() as cursor:
         cursor.execute(
             "SELECT table_name FROM information_schema.tables"
             " WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'"
@@ -314,10 +287,10 @@ def _check_checksum_file(path: Path, digest: str) -> None:
         raise BackupError(f"{path.name}: SHA-256 {digest} does not match {checksum.name}")
 
 
-def reset_feed_epochs(target: MysqlTarget) -> str:
+def reset_feed_epochs(target: DatabaseUrl) -> str:
     """Give every guild's live feed a new epoch, so connected interfaces resynchronise."""
     epoch = secrets.token_hex(16)
-    with contextlib.closing(target.connect()) as connection, connection.cursor() as cursor:
+    with contextlib.closing(connect(target)) as connection, connection.cursor() as cursor:
         cursor.execute("UPDATE feeds SET epoch = %s", (epoch,))
     return epoch
 
@@ -331,10 +304,12 @@ def _without_definer(line: bytes) -> bytes:
     return DEFINER_RE.sub(b"", line)
 
 
-def restore_backup(target: MysqlTarget, path: Path, force: bool) -> None:
+def restore_backup(target: DatabaseUrl, path: Path, force: bool) -> None:
     """Verify `path`, stream it into the configured database, reset the feed epochs."""
     digest = verify_archive(path)
     _check_checksum_file(path, digest)
+    # Into a fresh server, as `migrate` would: the database is created when missing.
+    create_mysql_database(target)
     if not force and not _is_empty(target):
         raise BackupError(f"database {target.database!r} is not empty; pass --force to overwrite it")
     with defaults_file(target) as options, tempfile.TemporaryFile() as errors:
@@ -360,7 +335,7 @@ def restore_backup(target: MysqlTarget, path: Path, force: bool) -> None:
 def run_restore(settings: Settings, args: argparse.Namespace) -> int:
     """The `restore` command; the exit code."""
     try:
-        target = MysqlTarget.from_url(settings.db)
+        target = mysql_target(settings.db)
         restore_backup(target, Path(args.file), args.force)
     except (BackupError, OSError, pymysql.MySQLError) as exc:
         log.error("restore failed: %s", exc)

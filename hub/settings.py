@@ -1,106 +1,239 @@
-"""Settings read once from the environment (documented in the README)."""
+"""Settings: read once from `NACRITAN_*` variables, typed, validated before anything starts.
+
+Each field is one variable (`NACRITAN_` + its name in capitals). Its type and `Meta`
+constraints are the validation (msgspec `convert`); its `Meta` description and example
+are what an error message and the README's settings table say.
+"""
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import ipaddress
+import logging
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import re
+import typing
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+from msgspec import Meta
+
+from storage.url import DatabaseUrl, DatabaseUrlError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "NACRITAN_"
+# Variables of that prefix read by the test suite and the deployment checks, not the hub.
+NOT_HUB_SETTINGS = re.compile(r"^NACRITAN_(TEST_|DEPLOY_|K8S_|BENCH_)")
+
+Seconds = Annotated[float, Meta(ge=0)]
+PositiveSeconds = Annotated[float, Meta(gt=0)]
+# Immutable, so one value serves as every Settings' default.
+DEFAULT_DB = DatabaseUrl.parse("sqlite:///nacritan.db")
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 class SettingsError(ValueError):
-    """An environment variable holds a value the hub cannot use."""
+    """A variable holds a value the hub cannot use; the message names it and gives an example."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
-    return value
+def _about(description: str, example: str) -> Meta:
+    return Meta(description=description, examples=[example])
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-
-
-def _list(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in env.get(name, default).split(",") if part.strip())
-
-
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything the hub can be told; `from_env` is the only reader of os.environ."""
 
-    db: str = "sqlite:///nacritan.db"
-    host: str = "127.0.0.1"
-    port: int = 8080
-    cors_origins: tuple[str, ...] = ("*",)
-    log_level: str = "INFO"
-    redis: str | None = None
-    # Seconds one database transaction or read may take before it counts as an outage.
-    db_timeout: float = 15.0
-    # Request limits.
-    max_body_bytes: int = 1024 * 1024
-    max_tiles: int = 400
-    max_entities: int = 4000
-    max_radius: int = 20
-    # Retention.
-    journal_days: float = 7.0
-    events_hours: float = 24.0
-    events_max: int = 50_000
-    # Live feed.
-    ws_heartbeat: float = 25.0
-    ws_auth_timeout: float = 10.0
-    ws_queue_messages: int = 1000
-    ws_queue_bytes: int = 4 * 1024 * 1024
-    ws_max_msg_bytes: int = 64 * 1024
+    db: Annotated[DatabaseUrl, _about(
+        "`sqlite:///relative.db`, `sqlite:////abs/path.db` or `mysql://user:pass@host:3306/dbname`",
+        "mysql://user:pass@mariadb:3306/nacritan")] = DEFAULT_DB
+    host: Annotated[str, Meta(min_length=1), _about("listen address", "0.0.0.0")] = "127.0.0.1"
+    port: Annotated[int, Meta(ge=1, le=65535), _about("listen port", "8080")] = 8080
+    cors_origins: Annotated[tuple[str, ...], _about(
+        "comma-separated origins allowed by CORS and for websockets, each `scheme://host[:port]` "
+        "(`*`: any; safe since auth is by token, never cookies)",
+        "https://nacridan.com,https://it.example.org")] = ("*",)
+    log_level: Annotated[LogLevel, _about("Python logging level", "DEBUG")] = "INFO"
+    redis: Annotated[str | None, _about(
+        "`redis://host:6379/0` to fan out events across replicas (unset: one process)",
+        "redis://redis:6379/0")] = None
+    db_timeout: Annotated[float, Meta(gt=0, le=3600), _about(
+        "seconds one MariaDB transaction or read may take before it counts as an outage (503)",
+        "15")] = 15.0
+    max_body_bytes: Annotated[int, Meta(ge=1024), _about("largest upload (413 above)", "1048576")] = 1024 * 1024
+    max_tiles: Annotated[int, Meta(ge=1), _about("most tiles per view", "400")] = 400
+    max_entities: Annotated[int, Meta(ge=1), _about("most entities per view", "4000")] = 4000
+    max_radius: Annotated[int, Meta(ge=0), _about("largest `n` / `r` of the read routes", "20")] = 20
+    journal_days: Annotated[Seconds, _about(
+        "days the verbatim upload journal is kept", "7")] = 7.0
+    events_hours: Annotated[Seconds, _about(
+        "hours of live-feed events kept per guild for replay", "24")] = 24.0
+    events_max: Annotated[int, Meta(ge=1), _about(
+        "most live-feed events kept per guild for replay", "50000")] = 50_000
+    ws_heartbeat: Annotated[PositiveSeconds, _about("seconds between websocket pings", "25")] = 25.0
+    ws_auth_timeout: Annotated[PositiveSeconds, _about(
+        "seconds a new websocket has to authenticate", "10")] = 10.0
+    ws_queue_messages: Annotated[int, Meta(ge=1), _about(
+        "per-socket send queue, in messages, before a slow client is closed (4008)", "1000")] = 1000
+    ws_queue_bytes: Annotated[int, Meta(ge=1024), _about(
+        "per-socket send queue, in bytes, before a slow client is closed (4008)", "4194304")] = 4 * 1024 * 1024
+    ws_max_msg_bytes: Annotated[int, Meta(ge=1024), _about(
+        "largest websocket message a client may send", "65536")] = 64 * 1024
     # How long a client closed for falling behind may take to read up to its close
     # frame (and see 4008) before its connection is dropped.
-    ws_close_grace: float = 30.0
-    poll_interval: float = 1.0
+    ws_close_grace: Annotated[Seconds, _about(
+        "seconds a client closed as slow (4008) gets to read its close frame before its "
+        "connection is dropped", "30")] = 30.0
+    poll_interval: Annotated[PositiveSeconds, _about(
+        "seconds between the live feed's database polls (the fallback when Redis is absent or down)",
+        "1")] = 1.0
     # Kept below the pod's terminationGracePeriodSeconds (see k8s/base/hub.yaml).
-    shutdown_timeout: float = 10.0
-    token_cache_seconds: float = 5.0
-    trusted_proxies: tuple[str, ...] = field(default=("127.0.0.1", "::1"))
+    shutdown_timeout: Annotated[Seconds, _about(
+        "seconds given to open requests on SIGTERM (keep below the pod's grace period)", "10")] = 10.0
+    token_cache_seconds: Annotated[Seconds, _about(
+        "how long a token lookup is cached (a revocation takes effect within it)", "5")] = 5.0
+    trusted_proxies: Annotated[tuple[str, ...], _about(
+        "comma-separated addresses or CIDRs of proxies whose `X-Forwarded-For` is believed",
+        "10.0.0.0/8,127.0.0.1")] = ("127.0.0.1", "::1")
+
+    def __post_init__(self) -> None:
+        # Direct construction (tests, benchmarks) may pass the URL as text.
+        object.__setattr__(self, "db", DatabaseUrl.parse(self.db))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from NACRITAN_* variables, refusing malformed values."""
+        """Build settings from NACRITAN_* variables; SettingsError names the first bad one."""
         env = os.environ if env is None else env
-        defaults = cls()
-        return cls(
-            db=env.get("NACRITAN_DB") or defaults.db,
-            host=env.get("NACRITAN_HOST") or defaults.host,
-            port=_int(env, "NACRITAN_PORT", defaults.port, 1),
-            cors_origins=_list(env, "NACRITAN_CORS_ORIGINS", "*"),
-            log_level=(env.get("NACRITAN_LOG_LEVEL") or defaults.log_level).upper(),
-            redis=env.get("NACRITAN_REDIS") or None,
-            db_timeout=_float(env, "NACRITAN_DB_TIMEOUT", defaults.db_timeout),
-            max_body_bytes=_int(env, "NACRITAN_MAX_BODY_BYTES", defaults.max_body_bytes, 1024),
-            max_tiles=_int(env, "NACRITAN_MAX_TILES", defaults.max_tiles, 1),
-            max_entities=_int(env, "NACRITAN_MAX_ENTITIES", defaults.max_entities, 1),
-            max_radius=_int(env, "NACRITAN_MAX_RADIUS", defaults.max_radius, 0),
-            journal_days=_float(env, "NACRITAN_JOURNAL_DAYS", defaults.journal_days),
-            events_hours=_float(env, "NACRITAN_EVENTS_HOURS", defaults.events_hours),
-            events_max=_int(env, "NACRITAN_EVENTS_MAX", defaults.events_max, 1),
-            ws_heartbeat=_float(env, "NACRITAN_WS_HEARTBEAT", defaults.ws_heartbeat),
-            ws_auth_timeout=_float(env, "NACRITAN_WS_AUTH_TIMEOUT", defaults.ws_auth_timeout),
-            ws_queue_messages=_int(env, "NACRITAN_WS_QUEUE_MESSAGES", defaults.ws_queue_messages, 1),
-            ws_queue_bytes=_int(env, "NACRITAN_WS_QUEUE_BYTES", defaults.ws_queue_bytes, 1024),
-            ws_max_msg_bytes=_int(env, "NACRITAN_WS_MAX_MSG_BYTES", defaults.ws_max_msg_bytes, 1024),
-            ws_close_grace=_float(env, "NACRITAN_WS_CLOSE_GRACE", defaults.ws_close_grace),
-            poll_interval=_float(env, "NACRITAN_POLL_INTERVAL", defaults.poll_interval),
-            shutdown_timeout=_float(env, "NACRITAN_SHUTDOWN_TIMEOUT", defaults.shutdown_timeout),
-            token_cache_seconds=_float(env, "NACRITAN_TOKEN_CACHE_SECONDS", defaults.token_cache_seconds),
-            trusted_proxies=_list(env, "NACRITAN_TRUSTED_PROXIES", "127.0.0.1,::1"),
-        )
+        hints = _hints()
+        raw: dict[str, Any] = {}
+        for name in hints:
+            text = env.get(variable(name), "").strip()
+            if text:
+                raw[name] = _split(text) if _is_list(hints[name]) else text
+        if "log_level" in raw:
+            raw["log_level"] = raw["log_level"].upper()
+        db = raw.pop("db", None)
+        try:
+            settings = msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            name, reason = _split_path(str(exc))
+            raise SettingsError(_message(name, env, reason)) from None
+        for name, check in _CHECKS.items():
+            try:
+                check(getattr(settings, name))
+            except ValueError as exc:
+                raise SettingsError(_message(name, env, str(exc))) from None
+        if db is None:
+            return settings
+        try:
+            return dataclasses.replace(settings, db=DatabaseUrl.parse(db))
+        except DatabaseUrlError as exc:
+            raise SettingsError(_message("db", env, str(exc))) from None
+
+
+def variable(name: str) -> str:
+    """The environment variable of a settings field."""
+    return PREFIX + name.upper()
+
+
+def documented() -> dict[str, tuple[str, str, str]]:
+    """Each variable with its default (as text), description and example."""
+    rows = {}
+    defaults = Settings()
+    for name, hint in _hints().items():
+        meta = _meta(hint)
+        value = getattr(defaults, name)
+        if isinstance(value, tuple):
+            shown = ",".join(value)
+        elif isinstance(value, float):
+            shown = f"{value:g}"
+        else:
+            shown = "unset" if value is None else str(value)
+        rows[variable(name)] = (shown, meta.description or "", (meta.examples or [""])[0])
+    return rows
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """A warning for each NACRITAN_* variable the hub does not know, naming the closest known one."""
+    env = os.environ if env is None else env
+    known = [variable(name) for name in _hints()]
+    warnings = []
+    for name in sorted(env):
+        if name.startswith(PREFIX) and name not in known and not NOT_HUB_SETTINGS.match(name):
+            # Compared without the prefix every name shares, which would make all look alike.
+            close = difflib.get_close_matches(name.removeprefix(PREFIX).lower(), list(_hints()), n=1)
+            hint = f"; did you mean {variable(close[0])}?" if close else ""
+            warnings.append(f"unknown setting {name} ignored{hint}")
+    return warnings
+
+
+def _check_origins(origins: tuple[str, ...]) -> None:
+    for origin in origins:
+        if origin == "*":
+            continue
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+            raise ValueError(f"origin {origin!r} is not `*` nor scheme://host[:port], so no "
+                             "browser could ever match it")
+
+
+def _check_networks(networks: tuple[str, ...]) -> None:
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(f"{network!r} is not an IP address or CIDR") from None
+
+
+def _check_redis(url: str | None) -> None:
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+        raise ValueError("not a redis://host:port/db URL")
+
+
+_CHECKS: dict[str, Callable[[Any], None]] = {"cors_origins": _check_origins, "trusted_proxies": _check_networks, "redis": _check_redis}
+
+
+def _hints() -> dict[str, Any]:
+    return {name: hint for name, hint in typing.get_type_hints(Settings, include_extras=True).items()
+            if name in {f.name for f in dataclasses.fields(Settings)}}
+
+
+def _meta(hint: Any) -> Meta:
+    described = [m for m in getattr(hint, "__metadata__", ()) if isinstance(m, Meta) and m.description]
+    return described[-1]
+
+
+def _is_list(hint: Any) -> bool:
+    return typing.get_origin(typing.get_args(hint)[0]) is tuple
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _split_path(message: str) -> tuple[str, str]:
+    match = re.search(r" - at `\$\.(\w+)", message)
+    if not match:
+        return "", message
+    return match.group(1), message[: match.start()]
+
+
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+def _message(name: str, env: Mapping[str, str], reason: str) -> str:
+    if not name:
+        return reason
+    var = variable(name)
+    example = _meta(_hints()[name]).examples or [""]
+    reason = reason.replace("Expected `int`", "expected an integer").replace(
+        "Expected `float`", "expected a number").replace(", got `str`", "")
+    # A URL's password is a secret even when the URL is wrong.
+    shown = _PASSWORD.sub(r"\1***@", env.get(var, ""))
+    return f"{var}={shown!r}: {reason}; for example {var}={example[0]}"

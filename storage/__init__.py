@@ -1,25 +1,30 @@
 """Storage: one interface (`Store`) over MariaDB (aiomysql) or SQLite (aiosqlite)."""
 from __future__ import annotations
 
-from storage.errors import StoreError, StoreUnavailable, TokenNotFound
+from storage.errors import DatabaseUnusable, StoreError, StoreUnavailable, TokenNotFound
 from storage.mysql import DEFAULT_TIMEOUT_SECONDS, MySQLBackend
-from storage.schema import backend_name, migrate, migration_ids
+from storage.schema import migrate, migration_ids
 from storage.sqlite import SQLiteBackend
 from storage.store import Store
+from storage.url import DatabaseUrl, DatabaseUrlError
 
 
-async def open_store(url: str, *, query_timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Store:
+async def open_store(url: str | DatabaseUrl, *, query_timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Store:
     """A store on the database the URL names; no connection is needed to succeed.
 
     `query_timeout` bounds each MariaDB transaction attempt and read (SQLite has its busy
     timeout instead).
     """
-    if backend_name(url) == "mysql":
-        return Store(await MySQLBackend.open(url, query_timeout=query_timeout))
-    return Store(await SQLiteBackend.open(url))
+    parsed = DatabaseUrl.parse(url)
+    if parsed.backend == "mysql":
+        return Store(await MySQLBackend.open(parsed, query_timeout=query_timeout))
+    return Store(await SQLiteBackend.open(parsed))
 
 
 __all__ = [
+    "DatabaseUnusable",
+    "DatabaseUrl",
+    "DatabaseUrlError",
     "Store",
     "StoreError",
     "StoreUnavailable",

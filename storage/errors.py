@@ -10,5 +10,10 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached now; the same request may succeed later."""
 
 
+class DatabaseUnusable(StoreError):
+    """The configured database can never work as given (a path that cannot be written,
+    credentials refused): waiting will not help, the setting must change."""
+
+
 class TokenNotFound(Exception):
     """No token matches the name or prefix given."""

@@ -8,7 +8,6 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
 
 import aiomysql
 import pymysql
@@ -17,6 +16,7 @@ from pymysql.constants import CLIENT
 from storage.backend import Dialect, Plan, Row, Statement
 from storage.dialects import MySQLDialect
 from storage.errors import StoreError, StoreUnavailable
+from storage.url import DatabaseUrl, DatabaseUrlError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,18 +35,12 @@ _CLOSE_GRACE_SECONDS = 5.0
 DEFAULT_TIMEOUT_SECONDS = 15.0
 
 
-def mysql_params(url: str) -> dict[str, Any]:
+def mysql_params(url: str | DatabaseUrl) -> dict[str, Any]:
     """aiomysql connect() arguments from `mysql://user:pass@host:port/dbname`."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mysql", "mariadb") or not parts.path.strip("/"):
-        raise ValueError("expected mysql://user:pass@host:3306/dbname")
-    return {
-        "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or 3306,
-        "user": unquote(parts.username or "root"),
-        "password": unquote(parts.password or ""),
-        "db": parts.path.strip("/"),
-    }
+    parsed = DatabaseUrl.parse(url)
+    if parsed.backend != "mysql":
+        raise DatabaseUrlError(f"not a MariaDB URL: {parsed}")
+    return parsed.mysql_params()
 
 
 class _MySQLTx:
@@ -91,7 +85,7 @@ class MySQLBackend:
         self._closed = False
 
     @classmethod
-    async def open(cls, url: str, *, maxsize: int = 10,
+    async def open(cls, url: str | DatabaseUrl, *, maxsize: int = 10,
                    query_timeout: float = DEFAULT_TIMEOUT_SECONDS) -> MySQLBackend:
         """Create the pool lazily: no connection is made until the first query."""
         pool = await aiomysql.create_pool(

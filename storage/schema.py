@@ -8,29 +8,26 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sqlite3
 from pathlib import Path
 
 import pymysql
 from yoyo import get_backend, read_migrations
 
-from storage.mysql import mysql_params
+from storage.errors import DatabaseUnusable, StoreUnavailable
+from storage.url import DatabaseUrl
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def backend_name(url: str) -> str:
+def backend_name(url: str | DatabaseUrl) -> str:
     """`mysql` or `sqlite`, from the database URL."""
-    scheme = url.split(":", 1)[0]
-    if scheme in ("mysql", "mariadb"):
-        return "mysql"
-    if scheme == "sqlite":
-        return "sqlite"
-    raise ValueError(f"unsupported database URL scheme {scheme!r}: use mysql:// or sqlite:///")
+    return DatabaseUrl.parse(url).backend
 
 
-def migration_ids(url: str) -> frozenset[str]:
+def migration_ids(url: str | DatabaseUrl) -> frozenset[str]:
     """Ids of every migration shipped for this backend (read from disk once)."""
     return _shipped_migrations(backend_name(url))
 
@@ -40,8 +37,9 @@ def _shipped_migrations(backend: str) -> frozenset[str]:
     return frozenset(path.stem for path in (MIGRATIONS / backend).glob("*.sql"))
 
 
-def _create_mysql_database(url: str) -> None:
-    params = mysql_params(url)
+def create_mysql_database(url: DatabaseUrl) -> None:
+    """CREATE DATABASE IF NOT EXISTS, with the collation the schema expects."""
+    params = url.mysql_params()
     database = params.pop("db")
     conn = pymysql.connect(connect_timeout=5, **params)
     try:
@@ -54,13 +52,13 @@ def _create_mysql_database(url: str) -> None:
         conn.close()
 
 
-def migrate_sync(url: str) -> list[str]:
+def migrate_sync(url: str | DatabaseUrl) -> list[str]:
     """Apply pending migrations; returns the ids applied."""
-    name = backend_name(url)
+    parsed = DatabaseUrl.parse(url)
+    name = parsed.backend
     if name == "mysql":
-        _create_mysql_database(url)
-    yoyo_url = "mysql://" + url.split("://", 1)[1] if name == "mysql" else url
-    backend = get_backend(yoyo_url)
+        create_mysql_database(parsed)
+    backend = get_backend(parsed.yoyo_url)
     try:
         migrations = read_migrations(str(MIGRATIONS / name))
         with backend.lock():
@@ -74,6 +72,26 @@ def migrate_sync(url: str) -> list[str]:
     return applied
 
 
-async def migrate(url: str) -> list[str]:
-    """Apply pending migrations without blocking the event loop."""
-    return await asyncio.get_running_loop().run_in_executor(None, migrate_sync, url)
+# MariaDB errors that a configuration change alone can fix: access denied to the user or
+# to the database. Anything else on connecting (refused, reset, timed out, too many
+# connections, unknown host while DNS catches up) is an outage and worth waiting for.
+_MYSQL_UNUSABLE = {1044, 1045, 1698}
+
+
+async def migrate(url: str | DatabaseUrl) -> list[str]:
+    """Apply pending migrations without blocking the event loop.
+
+    Raises DatabaseUnusable when the database can never work as configured, and
+    StoreUnavailable when it cannot be reached now.
+    """
+    parsed = DatabaseUrl.parse(url)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, migrate_sync, parsed)
+    except sqlite3.Error as exc:
+        raise DatabaseUnusable(f"cannot use the SQLite file {parsed.path!r}: {exc}") from None
+    except pymysql.err.OperationalError as exc:
+        code = exc.args[0] if exc.args else 0
+        if code in _MYSQL_UNUSABLE:
+            raise DatabaseUnusable(f"MariaDB refused {parsed}: {exc.args[-1]}") from None
+        raise StoreUnavailable(f"MariaDB at {parsed.host}:{parsed.port} unreachable: "
+                               f"{exc.args[-1]}") from None

@@ -8,23 +8,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import aiosqlite
 
 from storage.backend import Dialect, Plan, Row, Statement
 from storage.dialects import SQLiteDialect
 from storage.errors import StoreError
+from storage.url import DatabaseUrl, DatabaseUrlError
 
 T = TypeVar("T")
 
 
-def sqlite_path(url: str) -> str:
+def sqlite_path(url: str | DatabaseUrl) -> str:
     """The file of `sqlite:///relative.db` or `sqlite:////absolute/path.db`."""
-    parts = urlsplit(url)
-    if parts.scheme != "sqlite" or not parts.path or parts.path == "/":
-        raise ValueError("expected sqlite:///path/to/file.db")
-    return parts.path[1:]
+    parsed = DatabaseUrl.parse(url)
+    if parsed.backend != "sqlite":
+        raise DatabaseUrlError(f"not an SQLite URL: {parsed}")
+    return parsed.path
 
 
 class _SQLiteTx:
@@ -94,7 +94,7 @@ class SQLiteBackend:
         self._closed = False
 
     @classmethod
-    async def open(cls, url: str) -> SQLiteBackend:
+    async def open(cls, url: str | DatabaseUrl) -> SQLiteBackend:
         """Open the file (created if missing) in WAL mode so reads never wait on writes."""
         path = sqlite_path(url)
         Path(path).parent.mkdir(parents=True, exist_ok=True)

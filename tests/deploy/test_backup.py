@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.backup import CHECKSUM_SUFFIX, MysqlTarget, backup_name
+from hub.backup import CHECKSUM_SUFFIX, backup_name, connect, mysql_target
 
 from .conftest import Database, admin, run_hub
 
@@ -52,7 +52,7 @@ def populate(database: Database) -> None:
     # A routine and a trigger, created by the hub's own user (their definer): --routines
     # and --triggers must carry them over. (A routine defined by root would be invisible
     # to the hub's user, and mariadb-dump fails on it: it needs the definer's rights.)
-    connection = MysqlTarget.from_url(database.url()).connect()
+    connection = connect(mysql_target(database.url()))
     with contextlib.closing(connection), connection.cursor() as cursor:
         cursor.execute("CREATE PROCEDURE nacritan_probe() SELECT COUNT(*) FROM tiles")
         cursor.execute("CREATE TRIGGER tiles_probe BEFORE INSERT ON tiles"

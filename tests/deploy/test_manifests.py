@@ -223,7 +223,7 @@ def nginx_locations(conf: str) -> dict[str, str]:
             for match in re.finditer(r"\n\s*location ([^{]+)\{(.*?)\n\s*\}", conf, re.S)}
 
 
-def test_nginx_config_agrees_with_the_hub_and_the_issue(tmp_path: Path) -> None:
+def test_nginx_config_agrees_with_the_hub_and_its_limits(tmp_path: Path) -> None:
     conf = (ROOT / "k8s" / "nginx" / "nginx.conf").read_text()
     live = "\n".join(line.split("#", 1)[0] for line in conf.splitlines())  # comments dropped
     defaults = Settings()
