@@ -52,7 +52,15 @@ class Authenticator:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every route but the public ones needs a live token; the member goes on the request."""
+    """Every route but the public ones needs a live token; the member goes on the request.
+
+    The router answers first: an unknown path is 404 and a wrong method 405, token or not
+    (the routes are documented, so hiding them behind a 401 protects nothing and misleads
+    a client with a typo).
+    """
+    unmatched = request.match_info.http_exception
+    if unmatched is not None:
+        raise unmatched
     if request.path not in PUBLIC_PATHS and request.method != "OPTIONS":
         token = token_from_header(request.headers.get("Authorization"))
         if token is None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from hub.clock import legacy_date, now_ms
 from hub.settings import Settings
-from storage import TokenNotFound, migrate, open_store
+from storage import AmbiguousToken, TokenNotFound, migrate, open_store
 
 
 def register_commands(commands: argparse._SubParsersAction) -> None:
@@ -24,7 +24,8 @@ def register_commands(commands: argparse._SubParsersAction) -> None:
     add.set_defaults(run=lambda s, a: _run(s, _add(s, a)))
     lst = actions.add_parser("list", help="list tokens (no secrets)")
     lst.set_defaults(run=lambda s, a: _run(s, _list(s, a)))
-    revoke = actions.add_parser("revoke", help="revoke a member's tokens or one by prefix")
+    revoke = actions.add_parser(
+        "revoke", help="revoke a member's tokens, or one token by a prefix of its hash")
     revoke.add_argument("name_or_prefix")
     revoke.add_argument("--guild", type=int,
                         help="only in this guild (names are unique per guild only)")
@@ -35,20 +36,63 @@ def register_commands(commands: argparse._SubParsersAction) -> None:
     imp.set_defaults(run=lambda s, a: _run(s, _import(s, a)))
 
 
+# What a refused piece of the legacy value is, in words (never its text: it may hold tokens).
+_NODE_WORDS = {
+    ast.Call: "a function call", ast.Name: "a variable name", ast.Attribute: "an attribute",
+    ast.BinOp: "an operator expression", ast.BoolOp: "a boolean expression",
+    ast.IfExp: "a conditional expression", ast.Lambda: "a lambda", ast.Subscript: "a subscript",
+    ast.List: "a list", ast.Tuple: "a tuple", ast.Set: "a set", ast.JoinedStr: "an f-string",
+    ast.Compare: "a comparison", ast.UnaryOp: "an operator expression",
+    ast.ListComp: "a comprehension", ast.DictComp: "a comprehension",
+}
+
+
+def _refused_part(text: str) -> str:
+    """Where and what the first piece is that keeps `text` from being a plain literal."""
+    if not text.strip():
+        return "the input is empty"
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        return f"it is not valid Python syntax (line {exc.lineno}, column {exc.offset})"
+    for node in ast.walk(tree.body):
+        if not isinstance(node, ast.Dict | ast.Constant | ast.expr_context):
+            what = _NODE_WORDS.get(type(node), f"a {type(node).__name__} expression")
+            return (f"{what} at line {node.lineno}, column {node.col_offset + 1} is not a literal"
+                    if hasattr(node, "lineno") else f"{what} is not a literal")
+        if isinstance(node, ast.Dict) and None in node.keys:
+            return "a ** unpacking is not a literal"
+    return "it is not a literal"
+
+
+def _describe(value: Any) -> str:
+    names = {int: "an integer", float: "a number", bool: "a boolean", type(None): "None",
+             list: "a list", dict: "a mapping", tuple: "a tuple", set: "a set", str: "a string"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
 def parse_legacy_tokens(text: str) -> dict[str, str]:
-    """The old backend's AUTH_TOKENS: JSON or a Python dict literal, parsed without eval."""
+    """The old backend's AUTH_TOKENS: JSON or a Python dict literal, parsed without eval.
+
+    A refusal says in words which part is wrong and where, never quoting a token.
+    """
     value: Any
     try:
         value = json.loads(text)
     except ValueError:
         try:
             value = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError) as exc:
-            raise ValueError(f"not JSON nor a dict literal: {exc}") from None
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items()
-    ):
-        raise ValueError("expected a mapping of token strings to player names")
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            raise ValueError("not JSON nor a dict literal: " + _refused_part(text)) from None
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping of token strings to player names, got {_describe(value)}")
+    for number, (token, name) in enumerate(value.items(), start=1):
+        if not isinstance(token, str) or not token:
+            what = "an empty string" if token == "" else _describe(token)
+            raise ValueError(f"entry {number}: the token is {what}, not a token string")
+        if not isinstance(name, str) or not name:
+            what = "an empty string" if name == "" else _describe(name)
+            raise ValueError(f"entry {number}: the player name is {what}, not a name")
     return value
 
 
@@ -91,6 +135,12 @@ async def _revoke(settings: Settings, args: argparse.Namespace) -> int:
         count = await store.revoke_tokens(args.name_or_prefix, now_ms(), args.guild)
     except TokenNotFound:
         print(f"no live token matches {args.name_or_prefix!r}", file=sys.stderr)
+        return 1
+    except AmbiguousToken as exc:
+        print(f"{args.name_or_prefix!r} is the start of {len(exc.matches)} live tokens' hashes; "
+              "give more of it (or --guild):", file=sys.stderr)
+        for token in exc.matches:
+            print(f"  {token.prefix}  guild {token.guild_id}  {token.name}", file=sys.stderr)
         return 1
     finally:
         await store.close()

@@ -1,7 +1,7 @@
 """Storage: one interface (`Store`) over MariaDB (aiomysql) or SQLite (aiosqlite)."""
 from __future__ import annotations
 
-from storage.errors import DatabaseUnusable, StoreError, StoreUnavailable, TokenNotFound
+from storage.errors import AmbiguousToken, DatabaseUnusable, StoreError, StoreUnavailable, TokenNotFound
 from storage.mysql import DEFAULT_TIMEOUT_SECONDS, MySQLBackend
 from storage.schema import migrate, migration_ids
 from storage.sqlite import SQLiteBackend
@@ -22,6 +22,7 @@ async def open_store(url: str | DatabaseUrl, *, query_timeout: float = DEFAULT_T
 
 
 __all__ = [
+    "AmbiguousToken",
     "DatabaseUnusable",
     "DatabaseUrl",
     "DatabaseUrlError",

@@ -1,6 +1,8 @@
 """Domain errors the store raises; handlers translate them, never the driver's own."""
 from __future__ import annotations
 
+from typing import Any
+
 
 class StoreError(Exception):
     """The database failed the operation; nothing of it was kept."""
@@ -17,3 +19,11 @@ class DatabaseUnusable(StoreError):
 
 class TokenNotFound(Exception):
     """No token matches the name or prefix given."""
+
+
+class AmbiguousToken(Exception):
+    """A hash prefix matches several live tokens; `matches` lists them (no secrets)."""
+
+    def __init__(self, prefix: str, matches: list[Any]) -> None:
+        super().__init__(prefix)
+        self.matches = matches

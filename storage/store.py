@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import msgspec
 
 from parsers import GroupMember, Profile, Tile
 from storage.backend import Backend, Row, Statement, Tx
-from storage.errors import TokenNotFound
+from storage.errors import AmbiguousToken, TokenNotFound
 from storage.merge import (
     KINDS,
     EntityKey,
@@ -194,20 +195,35 @@ class Store:
 
     async def revoke_tokens(self, name_or_prefix: str, now: int,
                             guild_id: int | None = None) -> int:
-        """Revoke the live tokens of a member name, or the one with that prefix.
+        """Revoke the live tokens of a member name, or the one whose hash starts so.
 
-        Player names are only unique within a guild: `guild_id` limits the revocation
-        to one guild.
+        A name wins over a prefix. A prefix (any length of the hex digest `token list`
+        shows the start of) must match one live token: AmbiguousToken lists the
+        matches otherwise. Player names are only unique within a guild: `guild_id`
+        limits the revocation to one guild.
         """
-        sql = ("UPDATE tokens SET revoked_at = %s WHERE revoked_at IS NULL "
-               "AND (name = %s OR token_prefix = %s)")
-        params: list[Any] = [now, name_or_prefix, name_or_prefix]
-        if guild_id is not None:
-            sql += " AND guild_id = %s"
-            params.append(guild_id)
+        in_guild = "" if guild_id is None else " AND guild_id = %s"
+        scope: list[Any] = [] if guild_id is None else [guild_id]
+        by_name = ("UPDATE tokens SET revoked_at = %s WHERE revoked_at IS NULL AND name = %s"
+                   + in_guild)
+        prefix = name_or_prefix.lower()
+        is_prefix = re.fullmatch(r"[0-9a-f]{1,64}", prefix) is not None
 
         async def work(tx: Tx) -> int:
-            return await tx.execute(self._d.sql(sql), params)
+            count = await tx.execute(self._d.sql(by_name), [now, name_or_prefix, *scope])
+            if count or not is_prefix:
+                return count
+            # Hex digits only, so the LIKE pattern holds no wildcard but its own.
+            matches = await tx.fetchall(self._d.sql(
+                "SELECT token_hash, token_prefix, guild_id, name, player_id, created_at, "
+                "revoked_at FROM tokens WHERE revoked_at IS NULL AND token_hash LIKE %s"
+                + in_guild + " ORDER BY guild_id, name"), [prefix + "%", *scope])
+            if len(matches) > 1:
+                raise AmbiguousToken(name_or_prefix, [TokenInfo(*row[1:]) for row in matches])
+            if not matches:
+                return 0
+            return await tx.execute(self._d.sql(
+                "UPDATE tokens SET revoked_at = %s WHERE token_hash = %s"), [now, matches[0][0]])
 
         count = await self.backend.write(work)
         if count == 0:

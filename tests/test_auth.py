@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestClient
 from hub.app import create_app
 from hub.cli_tokens import parse_legacy_tokens
 from hub.settings import Settings
-from storage import Store
+from storage import AmbiguousToken, Store, TokenNotFound
 from storage.store import hash_token
 from tests.conftest import TokenMaker, auth, fresh_database_url
 
@@ -390,3 +390,72 @@ async def test_revoke_by_name_can_be_limited_to_one_guild(
     assert await store.revoke_tokens("Alice", 2, guild_id=GUILD + 1) == 1
     assert (await whoami(client, auth(elsewhere)))[0] == 401
     assert await whoami(client, auth(here)) == (200, "Alice")
+
+
+# -- revoking by a prefix of the hash, refusing legacy values in words --------------------
+
+
+async def test_revoke_by_any_unambiguous_prefix_of_the_hash(store: Store) -> None:
+    tokens = [await store.add_token(GUILD, f"M{i}", None, 1) for i in range(40)]
+    digests = {hash_token(t): t for t in tokens}
+    # 40 hashes over 16 hex digits: some first digit is shared by three or more, so that
+    # digit is ambiguous: the matches are listed and nothing is revoked.
+    digit = max("0123456789abcdef", key=lambda d: sum(h.startswith(d) for h in digests))
+    shared = [d for d in digests if d.startswith(digit)]
+    assert len(shared) >= 3
+    with pytest.raises(AmbiguousToken) as caught:
+        await store.revoke_tokens(digit, 2)
+    assert sorted(t.prefix for t in caught.value.matches) == sorted(d[:8] for d in shared)
+    assert all([await store.find_member(digests[d]) is not None for d in shared])
+    first = sorted(digests)[0]
+    # A prefix long enough to be unique, shorter or longer than the 8 `token list` shows.
+    for digest, length in ((first, 12), (sorted(digests)[1], 6), (sorted(digests)[2], 64)):
+        prefix = digest[:length]
+        assert sum(d.startswith(prefix) for d in digests) == 1
+        assert await store.revoke_tokens(prefix.upper(), 2) == 1
+        assert await store.find_member(digests[digest]) is None
+    assert sum([await store.find_member(t) is None for t in tokens]) == 3
+    with pytest.raises(TokenNotFound):
+        await store.revoke_tokens(first[:12], 3)  # already revoked: no live token left
+
+
+async def test_token_cli_refuses_an_ambiguous_prefix_listing_the_matches(cli: Cli) -> None:
+    made = []
+    for name in ("Ann", "Ben", "Cid", "Dan", "Eve", "Fay", "Gus", "Hal", "Ida", "Jo",
+                 "Kim", "Lou", "Max", "Ned", "Oz", "Pam", "Quy", "Rex"):
+        rc, out, err = await cli("token", "add", "--guild", "5", "--name", name)
+        assert rc == 0, err
+        made.append((hash_token(out.strip()), name))
+    # 18 hashes over 16 hex digits: some first digit is shared.
+    by_digit: dict[str, list[tuple[str, str]]] = {}
+    for digest, name in made:
+        by_digit.setdefault(digest[0], []).append((digest, name))
+    digit, clash = max(by_digit.items(), key=lambda item: len(item[1]))
+    assert len(clash) >= 2
+    rc, out, err = await cli("token", "revoke", digit)
+    assert rc == 1
+    assert f"'{digit}' is the start of {len(clash)} live tokens' hashes" in err
+    for digest, name in clash:
+        assert f"{digest[:8]}  guild 5  {name}" in err
+    rc, out, err = await cli("token", "list")
+    assert all(line.split()[-2] == "-" for line in out.splitlines()[1:]), out  # none revoked
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("{'tok9': __import__('os').system('x')}", "a function call at line 1, column 10"),
+    ("{'tok9': 'Eve'} if x else {}", "a conditional expression at line 1, column 1"),
+    ("{'tok9': 'Eve', **{'a': 'b'}}", "a ** unpacking"),
+    ("{'tok9': 'Eve'}.__class__", "an attribute at line 1, column 1"),
+    ("['tok9', 'Eve']", "got a list"),
+    ("{'tok9': 4242}", "entry 1: the player name is an integer"),
+    ("{'tok8': 'Eve', '': 'Bob'}", "entry 2: the token is an empty string"),
+    ("{'tok9': None}", "entry 1: the player name is None"),
+    ("", "the input is empty"),
+    ("{'tok9': ", "not valid Python syntax"),
+])
+def test_legacy_tokens_refusal_names_the_part_in_words(text: str, words: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_legacy_tokens(text)
+    assert words in str(caught.value)
+    assert "<ast." not in str(caught.value)
+    assert "tok9" not in str(caught.value) and "tok8" not in str(caught.value)

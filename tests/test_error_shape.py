@@ -172,13 +172,21 @@ async def test_route_errors_have_one_shape(canonical: str, app: web.Application,
         await assert_error(client, method, bad_url, status, auth(token), data=body)
 
 
-@pytest.mark.parametrize("url", ["/nope", "/api/v1/nope", "/view/extra", "/tiles/1/2"])
+@pytest.mark.parametrize("url", ["/nope", "/api/v1/nope", "/view/extra", "/tiles/1/2",
+                                 "/tiles/a/b/c", "/minimap/1/2/x"])
 async def test_unknown_routes_have_one_shape(url: str, client: TestClient,
                                             make_token: TokenMaker) -> None:
     token = await make_token(GUILD, "Alice")
     await assert_error(client, "GET", url, 404, auth(token), code="not_found")
-    # Without a token the hub says nothing about which routes exist.
-    await assert_error(client, "GET", url, 401, code="unauthorized")
+    # The router answers before the token check: the same 404 with no token or a bad one.
+    await assert_error(client, "GET", url, 404, code="not_found")
+    await assert_error(client, "GET", url, 404, auth("not-a-token"), code="not_found")
+
+
+async def test_wrong_method_is_405_before_the_token_check(client: TestClient) -> None:
+    await assert_error(client, "DELETE", "/view", 405, code="method_not_allowed")
+    await assert_error(client, "GET", "/view", 405, auth("not-a-token"),
+                       code="method_not_allowed")
 
 
 async def test_cors_preflight_errors_have_one_shape(client: TestClient) -> None:
