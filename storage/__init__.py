@@ -1,7 +1,13 @@
 """Storage: one interface (`Store`) over MariaDB (aiomysql) or SQLite (aiosqlite)."""
 from __future__ import annotations
 
-from storage.errors import AmbiguousToken, DatabaseUnusable, StoreError, StoreUnavailable, TokenNotFound
+from storage.errors import (
+    AmbiguousToken,
+    DatabaseUnusable,
+    StoreError,
+    StoreUnavailable,
+    TokenNotFound,
+)
 from storage.mysql import DEFAULT_TIMEOUT_SECONDS, MySQLBackend
 from storage.schema import migrate, migration_ids
 from storage.sqlite import SQLiteBackend

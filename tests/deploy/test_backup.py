@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import os
 import re
+import secrets
 import stat
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ import pytest
 
 from hub.backup import CHECKSUM_SUFFIX, backup_name, connect, mysql_target
 
-from .conftest import Database, admin, run_hub
+from .conftest import MYSQL_SERVER, Database, admin, run_hub
 
 BACKUP_RE = re.compile(r"^nacritan-\d{8}T\d{6}Z\.sql\.gz$")
 
@@ -142,6 +143,29 @@ def test_backup_then_restore_into_a_fresh_database_keeps_every_table(
                      f" WHERE trigger_schema = '{target.name}'")
     assert routines == [("nacritan_probe",)]
     assert triggers == [("tiles_probe",)]
+
+
+def test_restore_into_a_missing_database_creates_it(
+    make_database: Callable[[], Database], tmp_path: Path
+) -> None:
+    source = make_database()
+    populate(source)
+    assert run_hub(["backup", "--dir", str(tmp_path)], source.url()).returncode == 0
+    archive = single_backup(tmp_path)
+    missing = f"nacritan_t_{secrets.token_hex(5)}"
+    assert admin(f"SHOW DATABASES LIKE '{missing}'") == []
+    url = f"{MYSQL_SERVER.rstrip('/')}/{missing}"
+    try:
+        result = run_hub(["restore", str(archive)], url)
+        assert result.returncode == 0, result.stderr
+        assert "Unknown database" not in result.stderr
+        restored, original = checksums(missing), checksums(source.name)
+        assert restored.keys() == original.keys()
+        # Every table as it was but the feeds, whose epoch a restore resets.
+        assert {t: c for t, c in restored.items() if t != "feeds"} == {
+            t: c for t, c in original.items() if t != "feeds"}
+    finally:
+        admin(f"DROP DATABASE IF EXISTS {missing}")
 
 
 def test_restore_refuses_a_non_empty_database_unless_forced(
