@@ -58,8 +58,9 @@ def _refused_part(text: str) -> str:
     for node in ast.walk(tree.body):
         if not isinstance(node, ast.Dict | ast.Constant | ast.expr_context):
             what = _NODE_WORDS.get(type(node), f"a {type(node).__name__} expression")
-            return (f"{what} at line {node.lineno}, column {node.col_offset + 1} is not a literal"
-                    if hasattr(node, "lineno") else f"{what} is not a literal")
+            if isinstance(node, ast.expr):
+                return f"{what} at line {node.lineno}, column {node.col_offset + 1} is not a literal"
+            return f"{what} is not a literal"
         if isinstance(node, ast.Dict) and None in node.keys:
             return "a ** unpacking is not a literal"
     return "it is not a literal"
