@@ -8,9 +8,9 @@ own, with the same views at the same concurrency and the same pool size:
 - `store`: `Store.apply_view` called directly with pre-decoded tiles (no HTTP, no
   parsing), recording every statement of every committed transaction;
 - `ceiling`: those recorded transactions (same statements, same rows, in commit
-  order, in the same round trips: two batches on MariaDB, one trip to aiosqlite's
-  thread per transaction on SQLite) replayed with bare aiomysql (aiosqlite for
-  SQLite): no HTTP, no parsing, no merge. This is the "bare aiomysql script
+  order, in the same round trips: two batches on MariaDB, one trip to a thread per
+  transaction on SQLite) replayed with bare aiomysql (for SQLite, stdlib sqlite3 in a
+  one-thread executor): no HTTP, no parsing, no merge. This is the "bare aiomysql script
   applying the exact same transactions": replaying captured statements (instead of
   calling the Store) keeps the Store's own Python out of the ceiling, so the ratio
   charges the hub for all of it.
@@ -277,13 +277,17 @@ def _replay_transaction(conn: Any, statements: list[Op]) -> None:
 
 
 async def _replay_sqlite(db: str, txs: list[Any], concurrency: int) -> dict[str, Any]:
-    import aiosqlite
+    from concurrent.futures import ThreadPoolExecutor
 
-    from storage.sqlite import in_connection_thread, sqlite_path
+    from storage.sqlite import sqlite_path
 
-    conn = await aiosqlite.connect(sqlite_path(db), isolation_level=None)
-    await conn.execute("PRAGMA journal_mode=WAL")
-    await conn.execute("PRAGMA synchronous=NORMAL")
+    # The bare way to keep SQLite off the loop: one thread that owns the connection.
+    thread = ThreadPoolExecutor(max_workers=1)
+    loop = asyncio.get_running_loop()
+    conn = await loop.run_in_executor(thread, lambda: sqlite3.connect(
+        sqlite_path(db), isolation_level=None, check_same_thread=False))
+    await loop.run_in_executor(thread, conn.execute, "PRAGMA journal_mode=WAL")
+    await loop.run_in_executor(thread, conn.execute, "PRAGMA synchronous=NORMAL")
     lock = asyncio.Lock()
     pending = iter(txs)
     latencies: list[float] = []
@@ -292,15 +296,16 @@ async def _replay_sqlite(db: str, txs: list[Any], concurrency: int) -> dict[str,
         for statements in pending:
             start = time.perf_counter()
             async with lock:  # SQLite has one writer, as in the hub
-                # The whole transaction is one trip to aiosqlite's thread, as
+                # The whole transaction is one trip to the thread, as
                 # SQLiteBackend.read_then_write sends a view's.
-                await in_connection_thread(conn, _replay_transaction, statements)
+                await loop.run_in_executor(thread, _replay_transaction, conn, statements)
             latencies.append(time.perf_counter() - start)
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - start
-    await conn.close()
+    await loop.run_in_executor(thread, conn.close)
+    thread.shutdown()
     return {"views": len(latencies), "errors": 0, "seconds": round(elapsed, 3),
             "views_per_s": round(len(latencies) / elapsed, 1),
             **common.latency_summary(latencies)}

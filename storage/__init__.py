@@ -1,4 +1,4 @@
-"""Storage: one interface (`Store`) over MariaDB (aiomysql) or SQLite (aiosqlite)."""
+"""Storage: one interface (`Store`) over MariaDB (aiomysql) or SQLite (stdlib sqlite3 in threads)."""
 from __future__ import annotations
 
 from storage.errors import (
