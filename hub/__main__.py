@@ -1,11 +1,11 @@
-"""`python -m hub <command>`: serve, migrate, token, backup, restore."""
+"""`python -m hub <command>`: serve, migrate, token, alerts, backup, restore."""
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
 
-from hub import backup, cli_tokens, server
+from hub import backup, cli_alerts, cli_tokens, server
 from hub.settings import Settings, SettingsError
 
 
@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     server.register_commands(commands)
     cli_tokens.register_commands(commands)
+    cli_alerts.register_commands(commands)
     backup.register_commands(commands)
     return parser
 

@@ -72,6 +72,12 @@ class Settings:
     shutdown_timeout: float = 10.0
     token_cache_seconds: float = 5.0
     trusted_proxies: tuple[str, ...] = field(default=("127.0.0.1", "::1"))
+    # Where players open the hub's map: alert links point at <public_url>/#x=..&y=..
+    public_url: str = ""
+    # Seconds between the alert task's rounds (rules reloaded, turn reminders, outbox).
+    alerts_interval: float = 10.0
+    # First delay before retrying an alert after a 5xx or network error; doubles, <= 1 h.
+    alerts_retry_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -103,4 +109,7 @@ class Settings:
             shutdown_timeout=_float(env, "NACRITAN_SHUTDOWN_TIMEOUT", defaults.shutdown_timeout),
             token_cache_seconds=_float(env, "NACRITAN_TOKEN_CACHE_SECONDS", defaults.token_cache_seconds),
             trusted_proxies=_list(env, "NACRITAN_TRUSTED_PROXIES", "127.0.0.1,::1"),
+            public_url=env.get("NACRITAN_PUBLIC_URL") or defaults.public_url,
+            alerts_interval=_float(env, "NACRITAN_ALERTS_INTERVAL", defaults.alerts_interval),
+            alerts_retry_seconds=_float(env, "NACRITAN_ALERTS_RETRY_SECONDS", defaults.alerts_retry_seconds),
         )
