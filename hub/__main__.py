@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # aiosqlite's debug log prints every statement's parameters, webhook URLs included
+    # (`alerts add`): secrets stay out of the log whatever the level.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     result: int = args.run(settings, args)
     return result
 

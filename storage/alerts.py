@@ -295,14 +295,17 @@ class AlertStore:
 
         await self.backend.write(work)
 
-    async def hold_webhook(self, webhook: str, until: int) -> None:
-        """Discord's rate limit is per webhook: every alert queued for it waits."""
+    async def hold_webhook(self, rule_id: int, until: int) -> None:
+        """Discord's rate limit is per webhook: every alert queued for the rule's webhook
+        (whichever rule it belongs to) waits. The webhook is named by a rule id, never
+        passed as a parameter, which some drivers' debug logs print."""
         async def work(tx: Tx) -> None:
             await tx.execute(self._d.sql(
                 "UPDATE alert_outbox SET next_attempt_at = %s WHERE state = %s"
                 " AND next_attempt_at < %s AND rule_id IN"
-                " (SELECT id FROM alert_rules WHERE webhook = %s)"),
-                (until, QUEUED, until, webhook))
+                " (SELECT r.id FROM alert_rules r JOIN alert_rules held"
+                " ON held.webhook = r.webhook WHERE held.id = %s)"),
+                (until, QUEUED, until, rule_id))
 
         await self.backend.write(work)
 

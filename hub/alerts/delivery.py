@@ -145,7 +145,7 @@ class Sender:
         if status == 429:
             until = now + int((answer.retry_after or DEFAULT_RETRY_AFTER_SECONDS) * 1000)
             self._hold(alert, until)
-            await self.store.hold_webhook(alert.webhook, until)
+            await self.store.hold_webhook(alert.rule_id, until)
             await self.store.retry_later(alert.id, until, "429")
             self.metrics.alerts_retried.labels(alert.kind).inc()
             log.info("alert %d (rule %d): rate limited, next try in %.1f s",

@@ -33,6 +33,8 @@ class FakeDiscord:
     script: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     port: int = 0
+    # The answer when nothing is scripted.
+    default: int = 204
     _runner: web.AppRunner | None = None
 
     async def start(self, port: int = 0) -> FakeDiscord:
@@ -72,7 +74,7 @@ class FakeDiscord:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.json()
-        status, options = self.script.pop(0) if self.script else (204, {})
+        status, options = self.script.pop(0) if self.script else (self.default, {})
         self.received.append(Received(time.monotonic(), request.path, body, status))
         if status == 204:
             return web.Response(status=204)
