@@ -35,6 +35,8 @@ class FakeDiscord:
     port: int = 0
     # The answer when nothing is scripted.
     default: int = 204
+    # While set and not yet opened, requests are recorded and then held unanswered.
+    gate: asyncio.Event | None = None
     _runner: web.AppRunner | None = None
 
     async def start(self, port: int = 0) -> FakeDiscord:
@@ -76,6 +78,8 @@ class FakeDiscord:
         body = await request.json()
         status, options = self.script.pop(0) if self.script else (self.default, {})
         self.received.append(Received(time.monotonic(), request.path, body, status))
+        if self.gate is not None:
+            await self.gate.wait()
         if status == 204:
             return web.Response(status=204)
         if status == 429:

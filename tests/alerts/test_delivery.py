@@ -2,6 +2,7 @@
 the rule; the webhook URL reaches no log line, metric or HTTP response."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 
@@ -144,3 +145,20 @@ async def test_webhook_url_in_no_log_line_metric_or_response(
 
 async def _retried(outbox: AlertStore, rule_id: int) -> bool:
     return any(row[1] == rule_id and row[4] >= 1 for row in await outbox.outbox())
+
+
+async def test_uploads_are_answered_while_discord_does_not_answer(
+        client: TestClient, store: Store, make_token: TokenMaker, discord: FakeDiscord) -> None:
+    hook = discord.webhook()
+    await add_rule(client.app, store, GUILD, "monster", hook, min_level=1, within=4)
+    token = await make_token(GUILD, "Alice")
+    discord.gate = asyncio.Event()
+    await sightings(client, token, 11, 1)
+    await eventually(lambda: len(discord.received) == 1)  # held by the stand-in
+    for first_id in (21, 31, 41):
+        await sightings(client, token, first_id, 1)  # each answered 200 meanwhile
+    await client.app[keys.ALERTS].idle()
+    assert len(await AlertStore(store.backend).outbox()) == 4
+    assert len(discord.received) == 1  # the sender still waits on the first
+    discord.gate.set()
+    await eventually(lambda: len(discord.delivered(hook)) == 4)
