@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from hub.alerts.delivery import post_webhook
-from hub.alerts.message import test_payload
+from hub.alerts.message import probe_payload
 from hub.alerts.rules import (
     DEFAULT_COOLDOWN_MINUTES,
     HP_BELOW,
@@ -202,7 +202,7 @@ async def _test(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     rule, webhook = found
     async with aiohttp.ClientSession(trust_env=False) as session:
-        answer = await post_webhook(session, webhook, test_payload(rule.id, rule.kind, now_ms()))
+        answer = await post_webhook(session, webhook, probe_payload(rule.id, rule.kind, now_ms()))
     where = mask_webhook(webhook)
     if answer.status is None:
         print(f"{where}: no answer ({answer.detail})")

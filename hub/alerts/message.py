@@ -54,14 +54,22 @@ def discord_payload(msg: AlertMessage, public_url: str) -> dict[str, Any]:
     if link:
         embed["url"] = link
     return {
-        "content": _clip(f"**{LABELS.get(msg.kind, msg.kind)}**: {msg.title}", 2000),
+        "content": _clip(_content(msg), 2000),
         "embeds": [embed],
         # Names come from uploads: none of them may ping @everyone or a role.
         "allowed_mentions": {"parse": []},
     }
 
 
-def test_payload(rule_id: int, kind: str, now: int) -> dict[str, Any]:
+def _content(msg: AlertMessage) -> str:
+    # The line a notification shows; the embed holds the details.
+    text = f"**{LABELS.get(msg.kind, msg.kind)}** · {msg.who}"
+    if msg.x is not None and msg.y is not None:
+        text += f" · ({msg.x}, {msg.y})"
+    return text
+
+
+def probe_payload(rule_id: int, kind: str, now: int) -> dict[str, Any]:
     """What `alerts test` sends."""
     return discord_payload(AlertMessage(
         kind=kind, title=f"Test message for alert rule {rule_id}", who="-",

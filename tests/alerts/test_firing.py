@@ -66,7 +66,7 @@ async def test_monster_fires_within_distance_and_level_not_on_near_misses(
     assert fields["Who"] == "Alice"
     assert "(502, 500)" in fields["Where"]
     assert got.body["allowed_mentions"] == {"parse": []}
-    assert "Troll" in got.body["content"]
+    assert got.body["content"] == "**Monster** · Alice · (502, 500)"
 
 
 async def test_intruder_fires_for_another_guild_or_none_not_for_our_own(
