@@ -36,6 +36,7 @@ MAX_PENDING = 1000
 # Sent and dropped alerts, and old cooldowns, are forgotten after a week.
 KEEP_MS = 7 * 86_400_000
 PRUNE_EVERY_MS = 3_600_000
+MIN_INTERVAL_SECONDS = 0.05
 
 
 class Alerts:
@@ -46,7 +47,8 @@ class Alerts:
         self.store = store
         self.outbox = AlertStore(store.backend)
         self.metrics = metrics
-        self.interval = settings.alerts_interval
+        # Never a busy loop on the database, whatever the setting says.
+        self.interval = max(MIN_INTERVAL_SECONDS, settings.alerts_interval)
         self.sender = Sender(self.outbox, session, metrics, settings.public_url,
                              settings.alerts_retry_seconds)
         self.rules: dict[int, list[Rule]] = {}

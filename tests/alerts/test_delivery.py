@@ -13,6 +13,7 @@ from hub import keys
 from storage import Store
 from storage.alerts import AlertStore
 from tests.alerts.kit import FakeDiscord, eventually, monster, view
+from tests.alerts.test_cli_and_restart import cli
 from tests.alerts.test_firing import GUILD, add_rule, post
 from tests.conftest import TokenMaker
 
@@ -73,7 +74,7 @@ async def test_5xx_is_retried_with_backoff_then_sent_once(
 
 async def test_404_disables_the_rule_and_drops_its_alerts(
         client: TestClient, store: Store, make_token: TokenMaker, discord: FakeDiscord,
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, db_url: str) -> None:
     caplog.set_level(logging.INFO)
     gone, alive = discord.webhook(), discord.webhook()
     rule_id = await add_rule(client.app, store, GUILD, "monster", gone, min_level=1, within=4)
@@ -89,6 +90,9 @@ async def test_404_disables_the_rule_and_drops_its_alerts(
     assert info.disabled_reason == "Discord answered 404 (Unknown Webhook)"
     assert any(f"alert rule {rule_id} disabled: Discord answered 404" in r.getMessage()
                for r in caplog.records)
+    code, out, _ = await cli(db_url, "list")
+    (line,) = [ln for ln in out.splitlines() if ln.startswith(f"{rule_id} ")]
+    assert code == 0 and "DISABLED" in line and "Discord answered 404 (Unknown Webhook)" in line
     # The disabled rule fires no more; the other one goes on.
     await client.app[keys.ALERTS].refresh_rules()
     await sightings(client, token, 21, 1)
