@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 import msgspec
 
 from storage.backend import Backend, Row, Tx
+from storage.model import EntityState
+from storage.store import ENTITY_TABLES
 
 QUEUED, SENT, DROPPED = "queued", "sent", "dropped"
 
@@ -197,6 +199,23 @@ class AlertStore:
                 "SELECT member, MAX(received_at) FROM uploads WHERE received_at >= %s"
                 " AND guild_id = %s GROUP BY member"), (since, guild_id))
         return {str(member): int(at) for member, at in rows}
+
+    async def surroundings(self, guild_id: int,
+                           boxes: Sequence[tuple[int, int, int, int]]) -> list[EntityState]:
+        """Monsters and positioned players of the guild inside the boxes
+        (min x, max x, min y, max y); each read walks the (guild_id, x, y) index."""
+        found: dict[tuple[str, int], EntityState] = {}
+        async with self.backend.read() as tx:
+            for kind in ("monster", "player"):
+                table = ENTITY_TABLES[kind]
+                for box in boxes:
+                    rows = await tx.fetchall(self._d.sql(
+                        f"SELECT {', '.join(table.columns)} FROM {table.name}"
+                        " WHERE guild_id = %s AND x BETWEEN %s AND %s AND y BETWEEN %s AND %s"),
+                        (guild_id, *box))
+                    for row in rows:
+                        found[(kind, int(row[0]))] = table.state(*row)
+        return list(found.values())
 
     # -- queueing --------------------------------------------------------------
 

@@ -8,7 +8,7 @@ rule (turn-soon) is evaluated from the time and the members' profiles instead.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -119,23 +119,71 @@ def _level(level: int | None) -> str:
     return f"level {level}" if level is not None else "level unknown"
 
 
+# A group page may place up to 200 players; only so many get their surroundings read.
+MAX_SURROUNDINGS = 20
+Box = tuple[int, int, int, int]
+
+
+def _threat_rules(rules: Iterable[Rule], now: int) -> list[Rule]:
+    return [r for r in rules if r.kind in (MONSTER, INTRUDER) and r.within is not None
+            and not in_quiet_hours(r.quiet, now)]
+
+
+def surroundings(rules: Iterable[Rule], event: Event, now: int) -> list[Box]:
+    """Where the database's entities matter to this upload's monster and intruder rules.
+
+    A view reports only what appeared, moved or changed: a known monster that stayed put
+    is not in it, yet a guildmate may just have walked up to it (or a monster walked up
+    to a guildmate the view shows unchanged). These boxes, (min x, max x, min y, max y),
+    hold every entity within reach of what the upload reports: the view's disk widened
+    by the largest distance, or a box around each member a profile or group page places.
+    """
+    rules = _threat_rules(rules, now)
+    if not rules:
+        return []
+    reach = max(r.within or 0 for r in rules)
+    area = event.area
+    if event.kind == "view" and area is not None:
+        r = area.r + reach
+        return [(area.x - r, area.x + r, area.y - r, area.y + r)]
+    placed = [m for m in event.members if m.x is not None and m.y is not None]
+    return [(m.x - reach, m.x + reach, m.y - reach, m.y + reach)  # type: ignore[operator]
+            for m in placed[:MAX_SURROUNDINGS]]
+
+
 def evaluate_event(rules: Iterable[Rule], event: Event, members: Collection[str],
-                   now: int) -> list[Fired]:
-    """The rules of the event's guild that this committed upload fires."""
+                   now: int, around: Iterable[EntityState] = ()) -> list[Fired]:
+    """The rules of the event's guild that this committed upload fires.
+
+    `around`: what the database knows within `surroundings` of the upload. A pair of a
+    monster (or intruder) and a guildmate counts when the upload reports at least one
+    of the two; the other may come from `around`.
+    """
     rules = [r for r in rules if r.guild_id == event.guild_id and r.kind in EVENT_KINDS
              and not in_quiet_hours(r.quiet, now)]
     if not rules:
         return []
     key = f"{event.epoch}:{event.seq}"
-    mates = guildmates(event, members)
+    # A profile or group page lists the uploader and their hunting group: allies.
+    members = {*members, *(m.name for m in event.members)}
+    placed = guildmates(event, members)
+    reported = list(_reported(event))
+    in_event = {(type(e), getattr(e, "id", None)) for e in reported}
+    known = [e for e in around if (type(e), getattr(e, "id", None)) not in in_event]
+    mates = dict(placed)
+    for e in known:
+        if isinstance(e, PlayerState) and _is_ours(e, event.guild_id, members, event.by):
+            mates.setdefault(e.name, (e.x, e.y))
+    # Each candidate threat with the guildmates it may be measured against.
+    candidates = [(e, mates) for e in reported] + [(e, placed) for e in known]
     fired: list[Fired] = []
     for rule in rules:
         if rule.kind == HP_BELOW:
             fired += _hp_below(rule, event, key)
         elif rule.kind == MONSTER:
-            fired += _monsters(rule, event, mates, key)
+            fired += _monsters(rule, event, candidates, key)
         else:
-            fired += _intruders(rule, event, members, mates, key)
+            fired += _intruders(rule, event, members, candidates, key)
     return fired
 
 
@@ -154,11 +202,13 @@ def _hp_below(rule: Rule, event: Event, key: str) -> Iterable[Fired]:
                 x=m.x, y=m.y, seen_at=event.at, seen_by=event.by))
 
 
-def _monsters(rule: Rule, event: Event, mates: Mapping[str, tuple[int, int]],
-              key: str) -> Iterable[Fired]:
+Candidates = Sequence[tuple[EntityState, Mapping[str, tuple[int, int]]]]
+
+
+def _monsters(rule: Rule, event: Event, candidates: Candidates, key: str) -> Iterable[Fired]:
     if rule.within is None or rule.min_level is None:
         return
-    for e in _reported(event):
+    for e, mates in candidates:
         if not isinstance(e, MonsterState) or e.level is None or e.level < rule.min_level:
             continue
         near = _nearest(e.x, e.y, mates)
@@ -171,11 +221,11 @@ def _monsters(rule: Rule, event: Event, mates: Mapping[str, tuple[int, int]],
             x=e.x, y=e.y, distance=d, seen_at=e.seen_at, seen_by=e.seen_by))
 
 
-def _intruders(rule: Rule, event: Event, members: Collection[str],
-               mates: Mapping[str, tuple[int, int]], key: str) -> Iterable[Fired]:
+def _intruders(rule: Rule, event: Event, members: Collection[str], candidates: Candidates,
+               key: str) -> Iterable[Fired]:
     if rule.within is None:
         return
-    for e in _reported(event):
+    for e, mates in candidates:
         if not isinstance(e, PlayerState) or _is_ours(e, event.guild_id, members, event.by):
             continue
         near = _nearest(e.x, e.y, mates, exclude=e.name)

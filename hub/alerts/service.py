@@ -21,7 +21,13 @@ from aiohttp import web
 
 from hub import keys
 from hub.alerts.delivery import LEASE_MS, Sender, sleep_until_due
-from hub.alerts.rules import TURN_SOON, evaluate_event, evaluate_turns, window_start
+from hub.alerts.rules import (
+    TURN_SOON,
+    evaluate_event,
+    evaluate_turns,
+    surroundings,
+    window_start,
+)
 from hub.clock import now_ms
 from hub.metrics import Metrics
 from hub.settings import Settings
@@ -53,7 +59,9 @@ class Alerts:
                              settings.alerts_retry_seconds)
         self.rules: dict[int, list[Rule]] = {}
         self.members: dict[int, set[str]] = {}
-        self._pending: asyncio.Queue[tuple[int, list[Fired]]] = asyncio.Queue(MAX_PENDING)
+        # Alerts fired, or an event whose surroundings must be read first.
+        self._pending: asyncio.Queue[tuple[int, list[Fired] | Event]] = asyncio.Queue(
+            MAX_PENDING)
         self._wake = asyncio.Event()
         self._owner = f"{socket.gethostname()[:20]}:{os.getpid()}:{secrets.token_hex(3)}"
         self._rounds = count()
@@ -71,13 +79,16 @@ class Alerts:
         self._refreshed_at = now_ms()
 
     async def on_event(self, event: Event) -> None:
-        """The upload listener: evaluate and hand over, without any I/O."""
+        """The upload listener: evaluate, or hand over for the surroundings; no I/O."""
         rules = self.rules.get(event.guild_id)
         if not rules:
             return
         try:
-            fired = evaluate_event(rules, event, self.members.get(event.guild_id, set()),
-                                   now_ms())
+            now = now_ms()
+            if surroundings(rules, event, now):
+                self._hand_over(event.guild_id, event)
+                return
+            fired = evaluate_event(rules, event, self.members.get(event.guild_id, set()), now)
         except Exception:
             # A bug in a rule must never fail the upload that triggered it.
             log.exception("alert evaluation failed for guild %d", event.guild_id)
@@ -85,25 +96,41 @@ class Alerts:
         if fired:
             self._hand_over(event.guild_id, fired)
 
-    def _hand_over(self, guild_id: int, fired: list[Fired]) -> None:
+    def _hand_over(self, guild_id: int, work: list[Fired] | Event) -> None:
         try:
-            self._pending.put_nowait((guild_id, fired))
+            self._pending.put_nowait((guild_id, work))
         except asyncio.QueueFull:
-            for f in fired:
+            for f in work if isinstance(work, list) else []:
                 self.metrics.alerts_dropped.labels(f.kind).inc()
-            log.warning("alerts of guild %d dropped: %d waiting to be queued already",
+            log.warning("alerts of guild %d dropped: %d uploads waiting for evaluation",
                         guild_id, MAX_PENDING)
 
     async def write_forever(self) -> None:
         """Queue what fired in the outbox (cooldowns checked there), then wake the sender."""
         while True:
-            guild_id, fired = await self._pending.get()
+            guild_id, work = await self._pending.get()
             try:
-                await self._record(guild_id, fired)
+                fired = work if isinstance(work, list) else await self._evaluate(work)
+                if fired:
+                    await self._record(guild_id, fired)
             except Exception:
                 log.exception("alerts of guild %d could not be queued", guild_id)
             finally:
                 self._pending.task_done()
+
+    async def _evaluate(self, event: Event) -> list[Fired]:
+        # After the upload's answer: what the database knows around what it reported.
+        rules = self.rules.get(event.guild_id, [])
+        now = now_ms()
+        try:
+            around = await self.outbox.surroundings(event.guild_id,
+                                                    surroundings(rules, event, now))
+        except StoreError as exc:
+            log.warning("alerts of guild %d: surroundings unread (%s); the upload alone"
+                        " is evaluated", event.guild_id, exc)
+            around = []
+        return evaluate_event(rules, event, self.members.get(event.guild_id, set()), now,
+                              around)
 
     async def idle(self) -> None:
         """Return once everything fired so far is in the outbox (or was given up)."""

@@ -31,6 +31,14 @@ def metric(text: str, name: str, kind: str) -> float:
     return values[0] if values else 0.0
 
 
+async def all_recorded(store: Store, count: int) -> None:
+    """Wait until the hub has recorded Discord's final answer for `count` alerts."""
+    async def done() -> bool:
+        rows = await AlertStore(store.backend).outbox()
+        return len(rows) == count and all(row[3] != "queued" for row in rows)
+    await eventually(done)
+
+
 @pytest.mark.parametrize("where", ["body", "header"])
 async def test_429_next_attempt_waits_retry_after(
         client: TestClient, store: Store, make_token: TokenMaker, discord: FakeDiscord,
@@ -46,6 +54,7 @@ async def test_429_next_attempt_waits_retry_after(
     assert first.status == 429 and [r.status for r in rest] == [204, 204]
     # Both alerts waited: the one rate limited and the other one for the same webhook.
     assert all(r.at - first.at >= retry_after for r in rest), [r.at - first.at for r in rest]
+    await all_recorded(store, 2)
     text = await (await client.get("/metrics")).text()
     assert metric(text, "nacritan_alerts_retried_total", "monster") == 1
     assert metric(text, "nacritan_alerts_sent_total", "monster") == 2
@@ -65,6 +74,7 @@ async def test_5xx_is_retried_with_backoff_then_sent_once(
     # Exponential: the second wait (2 x 0.2 s) is longer than the first (0.2 s).
     assert got[1].at - got[0].at >= 0.2 and got[2].at - got[1].at >= 0.4
     assert got[0].body == got[2].body
+    await all_recorded(store, 1)
     outbox = await AlertStore(store.backend).outbox()
     assert [(row[3], row[4]) for row in outbox] == [("sent", 3)]
     text = await (await client.get("/metrics")).text()

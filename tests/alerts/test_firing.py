@@ -137,11 +137,11 @@ async def test_cooldown_per_rule_and_subject(
     assert now_ms() - fired_at < cooldown, "the machine was too slow to test inside the cooldown"
     await settled(client, store, discord, 2)
     assert "Gobelin" in discord.delivered(hook)[1].body["embeds"][0]["title"]
-    # After the cooldown: one message for the same monster.
+    # After the cooldown: one message for the same monster (the other one has left).
     await asyncio.sleep((cooldown - (now_ms() - fired_at)) / 1000 + 0.1)
-    await post(client, "/view", token, view(500, 500, 4, npcs={
-        (503, 500): [monster(11, 3)], (500, 502): [monster(12, 3)]}))
+    await post(client, "/view", token, view(500, 500, 4, npcs={(503, 500): [monster(11, 3)]}))
     await settled(client, store, discord, 3)
+    assert "Monster near Alice: Troll" not in discord.delivered(hook)[2].body["embeds"][0]["title"]
 
 
 async def test_guild_b_uploads_never_fire_guild_a_rules(
@@ -219,3 +219,38 @@ async def test_quiet_hours_silence_a_rule(
     await post(client, "/view", token, view(500, 500, 4, npcs={(501, 500): [monster(11, 3)]}))
     await settled(client, store, discord, 1)
     assert len(discord.delivered(loud)) == 1 and discord.to(hushed) == []
+
+
+async def test_walking_up_to_a_known_monster_that_stays_put(
+        client: TestClient, store: Store, make_token: TokenMaker, discord: FakeDiscord) -> None:
+    hook = discord.webhook()
+    await add_rule(client.app, store, GUILD, "monster", hook, min_level=5, within=2)
+    token = await make_token(GUILD, "Alice")
+    troll = {(505, 500): [monster(11, 7, "Troll")]}
+    # Seen from 5 hexes, then from D+1: nothing. The troll never moves nor changes, so
+    # the later views do not report it: it is known from the database.
+    await post(client, "/view", token, view(500, 500, 5, npcs=troll))
+    await post(client, "/view", token, view(502, 500, 5, npcs=troll))
+    await settled(client, store, discord, 0)
+    await post(client, "/view", token, view(503, 500, 5, npcs=troll))  # now at D
+    await settled(client, store, discord, 1)
+    fields = {f["name"]: f["value"] for f in discord.delivered(hook)[0].body["embeds"][0]["fields"]}
+    assert fields["Who"] == "Alice" and fields["Distance"] == "2 hexes"
+
+
+async def test_a_monster_walks_up_to_a_guildmate_the_view_shows_unchanged(
+        client: TestClient, store: Store, make_token: TokenMaker, discord: FakeDiscord) -> None:
+    hook = discord.webhook()
+    await add_rule(client.app, store, GUILD, "monster", hook, min_level=1, within=1)
+    token = await make_token(GUILD, "Alice")
+    carol = {(504, 500): [player(2, "Carol", GUILD)]}
+    await post(client, "/view", token, view(500, 500, 4, pcs=carol,
+                                            npcs={(500, 504): [monster(11, 3)]}))
+    await settled(client, store, discord, 0)
+    # Carol stays where she was (so this view does not report her); the monster moves
+    # next to her, 4 hexes from Alice.
+    await post(client, "/view", token, view(500, 500, 4, pcs=carol,
+                                            npcs={(504, 499): [monster(11, 3)]}))
+    await settled(client, store, discord, 1)
+    fields = {f["name"]: f["value"] for f in discord.delivered(hook)[0].body["embeds"][0]["fields"]}
+    assert fields["Who"] == "Carol" and fields["Distance"] == "1 hex"

@@ -14,7 +14,7 @@ from hub.settings import Settings
 from storage import Store
 from storage.alerts import AlertStore
 from tests.alerts.kit import FakeDiscord, eventually, monster, view
-from tests.alerts.test_delivery import metric
+from tests.alerts.test_delivery import all_recorded, metric
 from tests.alerts.test_firing import GUILD, add_rule, post
 from tests.conftest import TokenMaker
 
@@ -45,6 +45,7 @@ async def test_two_replicas_send_each_alert_once(
     await a.app[keys.ALERTS].idle()
     await b.app[keys.ALERTS].idle()
     await eventually(lambda: len(discord.delivered(hook)) >= len(seen))
+    await all_recorded(store, len(seen))
     # A few more rounds of both senders: nothing else is sent.
     for _ in range(3):
         await a.app[keys.ALERTS].deliver_due()

@@ -143,3 +143,25 @@ def test_dla_formats() -> None:
     # French summer time is UTC+2.
     assert dla_ms("2024-06-01 18:49:00") == 1_717_260_540_000
     assert dla_ms("soon") is None
+
+
+def test_surroundings_count_only_with_what_the_upload_reports() -> None:
+    r = [rule("monster", min_level=1, within=2)]
+    known_troll = mon(11, 5, 520)
+    known_carol = pc(2, "Carol", GUILD, 521)
+    # Neither the troll nor Carol is in the upload, and the uploader is far: nothing.
+    assert evaluate_event(r, view_event(), set(), NOON, [known_troll, known_carol]) == []
+    # Carol reported (she moved) next to the known troll: fires.
+    (fired,) = evaluate_event(r, view_event(known_carol), set(), NOON, [known_troll])
+    assert fired.message.who == "Carol"
+    # The troll reported next to the known Carol: fires too.
+    (fired,) = evaluate_event(r, view_event(known_troll), set(), NOON, [known_carol])
+    assert fired.message.who == "Carol"
+
+
+def test_a_group_page_lists_allies_not_intruders() -> None:
+    member = MemberProfile(3, "Ally", x=10, y=10, guild_id=99)
+    event = Event(guild_id=GUILD, seq=1, epoch="e", at=NOON, by="Alice", kind="group",
+                  members=[member, MemberProfile(4, "Alice", x=10, y=11)],
+                  appeared=[pc(3, "Ally", 99, 10, 10)])
+    assert evaluate_event([rule("intruder", within=3)], event, set(), NOON) == []
