@@ -43,6 +43,7 @@ MAX_PENDING = 1000
 KEEP_MS = 7 * 86_400_000
 PRUNE_EVERY_MS = 3_600_000
 MIN_INTERVAL_SECONDS = 0.05
+STARTUP_READ_SECONDS = 3.0
 
 
 class Alerts:
@@ -206,9 +207,10 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
     alerts = Alerts(app[keys.STORE], settings, app[keys.METRICS], session)
     app[keys.ALERTS] = alerts
     try:
-        await alerts.refresh_rules()
-    except StoreError as exc:
-        log.warning("alert rules not loaded yet (%s)", exc)
+        # Bounded: a database that hangs must not hold up the start; the task retries.
+        await asyncio.wait_for(alerts.refresh_rules(), STARTUP_READ_SECONDS)
+    except (StoreError, TimeoutError) as exc:
+        log.warning("alert rules not loaded yet (%s)", exc or "timed out")
     app[keys.EVENT_LISTENERS].append(alerts.on_event)
     tasks = [asyncio.create_task(alerts.write_forever(), name="alerts-writer"),
              asyncio.create_task(alerts.run_forever(), name="alerts-sender")]
