@@ -286,6 +286,14 @@ class AlertStore:
                         message=_MESSAGE.decode(bytes(p)), attempts=int(a), fired_at=int(f))
                 for i, r, k, w, p, a, f in await self.backend.write(work)]
 
+    async def next_attempt(self, now: int) -> int | None:
+        """When the next queued alert that nobody holds comes due (epoch ms), if any."""
+        async with self.backend.read() as tx:
+            rows = await tx.fetchall(self._d.sql(
+                "SELECT MIN(next_attempt_at) FROM alert_outbox WHERE state = %s"
+                " AND (claimed_until IS NULL OR claimed_until < %s)"), (QUEUED, now))
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
     async def mark_sent(self, alert_id: int, now: int) -> None:
         """Discord took the alert."""
         await self._finish(alert_id, SENT, now, None)

@@ -107,8 +107,6 @@ class Sender:
     metrics: Metrics
     public_url: str
     retry_base: float
-    # When this replica next has something due that it knows of (epoch ms).
-    next_due: float = float("inf")
     _held: dict[str, int] = field(default_factory=dict)
 
     async def deliver(self, claimed: list[Claimed], now_ms: Any) -> None:
@@ -119,7 +117,6 @@ class Sender:
             if held is not None:
                 # The webhook is rate limited: wait with it, without counting a try.
                 await self.store.retry_later(alert.id, held, "429", attempt=False)
-                self._due(held)
                 continue
             if now_ms() - alert.fired_at > MAX_AGE_MS:
                 await self.store.drop(alert.id, now_ms(), "too old")
@@ -130,9 +127,6 @@ class Sender:
             answer = await post_webhook(self.session, alert.webhook,
                                         discord_payload(alert.message, self.public_url))
             await self._record(alert, answer, now_ms())
-
-    def _due(self, at: int) -> None:
-        self.next_due = min(self.next_due, at)
 
     async def _record(self, alert: Claimed, answer: Answer, now: int) -> None:
         status = answer.status
@@ -156,7 +150,6 @@ class Sender:
             until = now + int(delay * 1000)
             error = str(status) if status is not None else answer.detail
             await self.store.retry_later(alert.id, until, error)
-            self._due(until)
             self.metrics.alerts_retried.labels(alert.kind).inc()
             log.info("alert %d (rule %d): Discord unreachable (%s), next try in %.1f s",
                      alert.id, alert.rule_id, error, delay)
@@ -170,7 +163,6 @@ class Sender:
 
     def _hold(self, alert: Claimed, until: int) -> None:
         self._held[alert.webhook] = until
-        self._due(until)
 
 
 async def sleep_until_due(wake: asyncio.Event, seconds: float) -> None:

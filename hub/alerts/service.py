@@ -64,10 +64,14 @@ class Alerts:
         self._pending: asyncio.Queue[tuple[int, list[Fired] | Event]] = asyncio.Queue(
             MAX_PENDING)
         self._wake = asyncio.Event()
-        self._owner = f"{socket.gethostname()[:20]}:{os.getpid()}:{secrets.token_hex(3)}"
+        # Claims are made in the name of one round of one process (at most 34 characters:
+        # the column holds 40); a round's claims are all released long before its number
+        # comes round again.
+        self._owner = f"{socket.gethostname()[:12]}:{os.getpid()}:{secrets.token_hex(3)}"
         self._rounds = count()
         self._refreshed_at = 0
-        self._pruned_at = 0
+        # Start-up is not the time for pruning: the first one comes an hour later.
+        self._pruned_at = now_ms()
 
     async def refresh_rules(self) -> None:
         """Reload the active rules and the names of their guilds' token holders."""
@@ -170,33 +174,36 @@ class Alerts:
     async def deliver_due(self) -> None:
         """Claim and send every alert that is due, in rounds."""
         while True:
-            owner = f"{self._owner}:{next(self._rounds)}"
+            owner = f"{self._owner}:{next(self._rounds) % 1_000_000}"
             claimed = await self.outbox.claim_due(owner, now_ms(), LEASE_MS)
             if not claimed:
                 return
             await self.sender.deliver(claimed, now_ms)
 
     async def run_forever(self) -> None:
-        """Refresh rules, check reminders, deliver; as often as the interval says."""
+        """Refresh rules, check reminders, deliver; as often as the interval says, and
+        sooner when an alert is queued here or a retry comes due."""
         while True:
             now = now_ms()
+            wait = self.interval
             try:
                 if now - self._refreshed_at >= self.interval * 1000:
                     await self.refresh_rules()
                     await self.check_turns()
-                self.sender.next_due = float("inf")
+                self._wake.clear()
                 await self.deliver_due()
                 if now - self._pruned_at >= PRUNE_EVERY_MS:
                     self._pruned_at = now
                     await self.outbox.prune(now - KEEP_MS)
+                due = await self.outbox.next_attempt(now_ms())
+                if due is not None:
+                    wait = min(wait, (due - now_ms()) / 1000)
             except StoreError as exc:
                 log.warning("alerts: %s; trying again", exc)
             except Exception:
                 # The loop must outlive any bug, or alerts would silently stop.
                 log.exception("alerts loop crashed; trying again")
-            wait = min(self.interval, (self.sender.next_due - now_ms()) / 1000)
-            await sleep_until_due(self._wake, wait)
-            self._wake.clear()
+            await sleep_until_due(self._wake, max(MIN_INTERVAL_SECONDS, wait))
 
 
 async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -46,6 +46,9 @@ async def test_429_next_attempt_waits_retry_after(
     hook = discord.webhook()
     await add_rule(client.app, store, GUILD, "monster", hook, min_level=1, within=4)
     token = await make_token(GUILD, "Alice")
+    # The sender's rounds far apart (as NACRITAN_ALERTS_INTERVAL=30 would set them): the
+    # retry still comes when it is due, not at the next round.
+    client.app[keys.ALERTS].interval = 30.0
     retry_after = 1.5
     discord.answer(429, retry_after=retry_after, body=where == "body", header=where == "header")
     await sightings(client, token, 11, 2)
