@@ -124,7 +124,7 @@ async def test_hp_below_fires_under_the_percentage_not_exactly_at_it(
 async def test_cooldown_per_rule_and_subject(
         client: TestClient, store: Store, make_token: TokenMaker, discord: FakeDiscord) -> None:
     hook = discord.webhook()
-    cooldown = 1500
+    cooldown = 3000
     await add_rule(client.app, store, GUILD, "monster", hook, min_level=1, within=4,
                    cooldown_ms=cooldown)
     token = await make_token(GUILD, "Alice")
