@@ -12,11 +12,12 @@ RUN sh build-venv.sh /opt/venv requirements.txt python \
     && /opt/venv/bin/python -m compileall -q /opt/venv
 
 FROM ${PYTHON_IMAGE} AS runtime
+# tzdata: alert reminders read the game's dates in Europe/Paris time.
 # Unpinned on purpose: Debian's stable security updates replace these versions, so a
 # pinned version stops being installable; the base image tag is the pin.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends mariadb-client \
+    && apt-get install -y --no-install-recommends mariadb-client tzdata \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app

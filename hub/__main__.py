@@ -1,4 +1,4 @@
-"""`python -m hub <command>`: serve, migrate, token, backup, restore."""
+"""`python -m hub <command>`: serve, migrate, token, alerts, backup, restore."""
 from __future__ import annotations
 
 import argparse
@@ -14,12 +14,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line; each command module registers its own sub-commands."""
     # Imported here, after the settings are read: a wrong setting is reported before the
     # server's dependencies load, within a fraction of a second.
-    from hub import backup, cli_tokens, server
+    from hub import backup, cli_alerts, cli_tokens, server
 
     parser = argparse.ArgumentParser(prog="python -m hub", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     server.register_commands(commands)
     cli_tokens.register_commands(commands)
+    cli_alerts.register_commands(commands)
     backup.register_commands(commands)
     return parser
 

@@ -11,6 +11,7 @@ import aiohttp_cors
 from aiohttp import web
 
 from hub import keys, ops, reads, uploads, ws
+from hub.alerts.service import alerts_ctx
 from hub.auth import Authenticator, auth_middleware
 from hub.clock import now_ms
 from hub.errors import error_middleware
@@ -81,6 +82,8 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(reads.routes)
     app.router.add_get("/metrics", get_metrics)
     ws.setup_live_feed(app)
+    # After the feed: its listener comes first, so live clients hear of an upload first.
+    app.cleanup_ctx.append(alerts_ctx)
     _setup_cors(app, settings)
     return app
 

@@ -13,6 +13,7 @@ from storage import Store
 from storage.model import Event, Member
 
 if TYPE_CHECKING:
+    from hub.alerts.service import Alerts
     from hub.auth import Authenticator
     from hub.feed import Feed
     from hub.metrics import Metrics
@@ -28,6 +29,8 @@ STORE = web.AppKey("store", Store)
 AUTH: web.AppKey[Authenticator] = web.AppKey("auth")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 WORLDMAP: web.AppKey[WorldMapCache] = web.AppKey("worldmap")
+# Discord alerts: rules in memory, the outbox writer and the webhook sender.
+ALERTS: web.AppKey[Alerts] = web.AppKey("alerts")
 # Networks whose X-Forwarded-For header is believed (NACRITAN_TRUSTED_PROXIES).
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple)
 # Called with each committed upload's event; the live feed registers itself here.

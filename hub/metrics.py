@@ -36,6 +36,20 @@ class Metrics:
             "nacritan_events_sent_total", "Feed messages queued to websockets",
             registry=self.registry)
 
+        # Alerts by rule kind (never by webhook: webhooks are secrets).
+        self.alerts_fired = Counter(
+            "nacritan_alerts_fired_total", "Alerts queued (rule fired, subject out of cooldown)",
+            ("kind",), registry=self.registry)
+        self.alerts_sent = Counter(
+            "nacritan_alerts_sent_total", "Alerts Discord accepted", ("kind",),
+            registry=self.registry)
+        self.alerts_retried = Counter(
+            "nacritan_alerts_retried_total", "Alert deliveries to try again (429, 5xx, network)",
+            ("kind",), registry=self.registry)
+        self.alerts_dropped = Counter(
+            "nacritan_alerts_dropped_total", "Alerts given up (rule disabled, too old, overflow)",
+            ("kind",), registry=self.registry)
+
     def render(self) -> bytes:
         """The registry in Prometheus' text format."""
         return generate_latest(self.registry)

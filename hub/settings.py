@@ -98,6 +98,16 @@ class Settings:
     trusted_proxies: Annotated[tuple[str, ...], _about(
         "comma-separated addresses or CIDRs of proxies whose `X-Forwarded-For` is believed",
         "10.0.0.0/8,127.0.0.1")] = ("127.0.0.1", "::1")
+    # Alerts (docs/alerts.md).
+    public_url: Annotated[str, _about(
+        "where players open the hub's map: alert links point at `<url>/#x=..&y=..` (empty: no link)",
+        "https://it.example.org")] = ""
+    alerts_interval: Annotated[PositiveSeconds, _about(
+        "seconds between the alert task's rounds (rules reloaded, turn reminders, outbox polled)",
+        "10")] = 10.0
+    alerts_retry_seconds: Annotated[PositiveSeconds, _about(
+        "first delay before retrying an alert after a 5xx or network error; doubles up to 1 h",
+        "5")] = 5.0
 
     def __post_init__(self) -> None:
         # Direct construction (tests, benchmarks) may pass the URL as text.
@@ -188,6 +198,12 @@ def _check_networks(networks: tuple[str, ...]) -> None:
             raise ValueError(f"{network!r} is not an IP address or CIDR") from None
 
 
+def _check_public_url(url: str) -> None:
+    parts = urlsplit(url)
+    if url and (parts.scheme not in ("http", "https") or not parts.hostname):
+        raise ValueError("not an http(s)://host URL")
+
+
 def _check_redis(url: str | None) -> None:
     if url is None:
         return
@@ -196,7 +212,9 @@ def _check_redis(url: str | None) -> None:
         raise ValueError("not a redis://host:port/db URL")
 
 
-_CHECKS: dict[str, Callable[[Any], None]] = {"cors_origins": _check_origins, "trusted_proxies": _check_networks, "redis": _check_redis}
+_CHECKS: dict[str, Callable[[Any], None]] = {
+    "cors_origins": _check_origins, "trusted_proxies": _check_networks, "redis": _check_redis,
+    "public_url": _check_public_url}
 
 
 def _hints() -> dict[str, Any]:

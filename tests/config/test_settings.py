@@ -40,6 +40,9 @@ GOOD = {
     "shutdown_timeout": ("3", 3.0),
     "token_cache_seconds": ("0", 0.0),
     "trusted_proxies": ("10.0.0.0/8,::1", ("10.0.0.0/8", "::1")),
+    "public_url": ("https://it.example.org/hub", "https://it.example.org/hub"),
+    "alerts_interval": ("0.5", 0.5),
+    "alerts_retry_seconds": ("1", 1.0),
 }
 
 BAD = [
@@ -78,6 +81,9 @@ BAD = [
     ("token_cache_seconds", "forever", "expected a number"),
     ("trusted_proxies", "10.0.0.0/33", "'10.0.0.0/33' is not an IP address or CIDR"),
     ("trusted_proxies", "proxy.local", "is not an IP address or CIDR"),
+    ("public_url", "it.example.org", "not an http(s)://host URL"),
+    ("alerts_interval", "0", "expected a number > 0.0"),
+    ("alerts_retry_seconds", "-5", "expected a number > 0.0"),
 ]
 
 

@@ -1,0 +1,1 @@
+"""Discord alerts: rules evaluated on committed uploads, an outbox, a webhook sender."""
