@@ -4,11 +4,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import time
 
 from aiohttp import web
 
+from hub import keys
 from hub.app import create_app
+from hub.edge import EdgeRunner
 from hub.settings import Settings
 from storage import migrate
 
@@ -50,16 +53,39 @@ def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     """Migrate, then serve until SIGTERM / SIGINT."""
     _migrate_patiently(settings.db)
-    host = args.host or settings.host
-    port = args.port or settings.port
-    web.run_app(
-        create_app(settings),
-        host=host,
-        port=port,
-        shutdown_timeout=settings.shutdown_timeout,
+    asyncio.run(serve(create_app(settings), args.host or settings.host,
+                      args.port or settings.port, settings.shutdown_timeout))
+    return 0
+
+
+async def serve(app: web.Application, host: str, port: int, shutdown_timeout: float) -> None:
+    """Serve until SIGTERM / SIGINT, then drain the requests in flight and stop.
+
+    Not `web.run_app`: it builds its own runner (the hub's answers malformed requests
+    itself, see hub/edge.py) and its shutdown drops bodies still arriving (hub/drain.py).
+    """
+    runner = EdgeRunner(
+        app,
         # Request line, status, size, duration: never headers, so never a token.
         access_log_format='%a "%r" %s %b %Tf',
-        print=lambda message: log.info("%s", message),
-        handle_signals=True,
+        # What is left of the shutdown timeout once the drain is over: by then only
+        # websockets remain (closed with 1001 by the app's shutdown hook).
+        shutdown_timeout=max(1.0, shutdown_timeout / 4),
     )
-    return 0
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        log.info("serving on %s", site.name)
+        await stop.wait()
+        log.info("shutdown: no longer accepting connections")
+        await site.stop()
+        await app[keys.INFLIGHT].drain(shutdown_timeout)
+    finally:
+        await runner.cleanup()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

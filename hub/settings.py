@@ -54,6 +54,10 @@ class Settings:
     max_tiles: int = 400
     max_entities: int = 4000
     max_radius: int = 20
+    # Seconds an upload's body may take to arrive in full (a trickling client gets 408).
+    body_timeout: float = 30.0
+    # Failed authentications per client address and minute before 429 (0: no limit).
+    auth_failures_per_minute: int = 20
     # Retention.
     journal_days: float = 7.0
     events_hours: float = 24.0
@@ -90,6 +94,9 @@ class Settings:
             max_tiles=_int(env, "NACRITAN_MAX_TILES", defaults.max_tiles, 1),
             max_entities=_int(env, "NACRITAN_MAX_ENTITIES", defaults.max_entities, 1),
             max_radius=_int(env, "NACRITAN_MAX_RADIUS", defaults.max_radius, 0),
+            body_timeout=_float(env, "NACRITAN_BODY_TIMEOUT", defaults.body_timeout),
+            auth_failures_per_minute=_int(env, "NACRITAN_AUTH_FAILURES_PER_MINUTE",
+                                          defaults.auth_failures_per_minute, 0),
             journal_days=_float(env, "NACRITAN_JOURNAL_DAYS", defaults.journal_days),
             events_hours=_float(env, "NACRITAN_EVENTS_HOURS", defaults.events_hours),
             events_max=_int(env, "NACRITAN_EVENTS_MAX", defaults.events_max, 1),
