@@ -37,6 +37,6 @@ async def read_body(request: web.Request) -> bytes:
     except ConnectionError:
         raise ClientClosedRequest("the client closed the connection before its body ended") \
             from None
-    except HttpProcessingError as exc:
+    except (HttpProcessingError, web.RequestPayloadError) as exc:
         # Broken chunks, a body shorter than its Content-Length, undecodable gzip.
         raise MalformedRequest(public_reason(exc)) from None

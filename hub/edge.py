@@ -41,6 +41,9 @@ def public_reason(exc: BaseException | None) -> str:
     for kind, reason in _GENERIC_REASONS:
         if isinstance(exc, kind):
             return reason
+    if isinstance(exc, web.RequestPayloadError):
+        # aiohttp's wrapper of a body's parse error: the parse error is its cause.
+        exc = exc.__cause__
     message = exc.message if isinstance(exc, HttpProcessingError) else ""
     description = message.split(":", 1)[0].strip().rstrip(".")
     if _DESCRIPTION.fullmatch(description):
@@ -71,6 +74,18 @@ class EdgeRequestHandler(web.RequestHandler):
                                 body=error_body(status, code, reason, None, legacy=True))
         response.force_close()
         return response
+
+
+    def log_exception(self, *args: object, **kwargs: object) -> None:
+        """aiohttp's log of an unexpected error, except for a body the client broke."""
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, (web.RequestPayloadError, HttpProcessingError)):
+            # After answering, aiohttp reads what is left of a body to keep the connection
+            # in step, and meets the broken part again: the client's doing, already
+            # answered with a 400.
+            log.info("closed a connection after its broken body: %s", public_reason(exc))
+            return
+        super().log_exception(*args, **kwargs)
 
 
 class EdgeServer(web.Server):
