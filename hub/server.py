@@ -61,8 +61,9 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
 async def serve(app: web.Application, host: str, port: int, shutdown_timeout: float) -> None:
     """Serve until SIGTERM / SIGINT, then drain the requests in flight and stop.
 
-    Not `web.run_app`: it builds its own runner (the hub's answers malformed requests
-    itself, see hub/edge.py) and its shutdown drops bodies still arriving (hub/drain.py).
+    Not `web.run_app`: it builds its own runner, where the hub needs one that answers
+    malformed requests itself (hub/edge.py), and its shutdown drops bodies still
+    arriving (hub/drain.py).
     """
     runner = EdgeRunner(
         app,
@@ -72,12 +73,13 @@ async def serve(app: web.Application, host: str, port: int, shutdown_timeout: fl
         # websockets remain (closed with 1001 by the app's shutdown hook).
         shutdown_timeout=max(1.0, shutdown_timeout / 4),
     )
-    await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Before the app starts: a SIGTERM during start-up then stops it cleanly too.
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
+        await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
         log.info("serving on %s", site.name)

@@ -42,6 +42,7 @@ async def test_failed_authentications_are_limited_per_forwarded_address(
         for token in guessed:
             async with http.get(base + "/infos", headers=_from("203.0.113.7", token)) as resp:
                 statuses[resp.status] += 1
+                assert token not in await resp.text()
                 body = await resp.json()
                 if resp.status == 429:
                     retry_after.add(resp.headers["Retry-After"])
