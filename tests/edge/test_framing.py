@@ -197,3 +197,7 @@ async def test_hostile_framing_answers_json_and_never_leaks_the_token(
     edge_lines = [line for line in lines if " hub.edge: refused a malformed request" in line]
     assert len(edge_lines) == sum(case.by_parser for case in FRAMINGS), edge_lines
     assert not [line for line in edge_lines if "Authorization" in line or "Bearer" in line]
+    statuses = sorted({r.status for r in replies})
+    print(f"requests {len(replies) + 1}, statuses "
+          f"{ {s: sum(r.status == s for r in replies) for s in statuses} }, "
+          f"log lines grepped {len(lines)}, secrets {1 + len(canaries)}")
