@@ -14,6 +14,7 @@ from hub import keys, ops, reads, uploads, ws
 from hub.alerts.service import alerts_ctx
 from hub.auth import Authenticator, auth_middleware
 from hub.clock import now_ms
+from hub.drain import InFlight, inflight_middleware
 from hub.errors import error_middleware
 from hub.forwarded import forwarded_middleware, parse_networks
 from hub.metrics import Metrics, get_metrics, metrics_middleware
@@ -30,7 +31,9 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     """The store (pool or SQLite connections) lives exactly as long as the app."""
     store = await open_store(app[keys.SETTINGS].db, query_timeout=app[keys.SETTINGS].db_timeout)
     app[keys.STORE] = store
-    app[keys.AUTH] = Authenticator(store, app[keys.SETTINGS].token_cache_seconds)
+    settings = app[keys.SETTINGS]
+    app[keys.AUTH] = Authenticator(store, settings.token_cache_seconds,
+                                   settings.auth_failures_per_minute)
     app[keys.WORLDMAP] = WorldMapCache(store)
     yield
     await store.close()
@@ -67,12 +70,14 @@ def create_app(settings: Settings) -> web.Application:
     """Build the hub for these settings; nothing touches the network until it starts."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[forwarded_middleware, metrics_middleware, error_middleware, auth_middleware],
+        middlewares=[inflight_middleware, forwarded_middleware, metrics_middleware,
+                     error_middleware, auth_middleware],
     )
     app[keys.SETTINGS] = settings
     app[keys.HOSTNAME] = socket.gethostname()
     app[keys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app[keys.METRICS] = Metrics()
+    app[keys.INFLIGHT] = InFlight()
     app[keys.EVENT_LISTENERS] = []
     app[keys.READINESS_CHECKS] = []
     app.cleanup_ctx.append(store_ctx)

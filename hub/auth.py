@@ -1,13 +1,15 @@
 """Who is calling: the member a token belongs to, cached briefly."""
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 from aiohttp import web
 
 from hub import keys
-from hub.errors import Unauthorized
+from hub.auth_failures import AuthFailures
+from hub.errors import TooManyAuthFailures, Unauthorized
 from storage import Store
 from storage.model import Member
 from storage.store import hash_token
@@ -15,6 +17,9 @@ from storage.store import hash_token
 # Routes anyone may call: probes, metrics, and the websocket (it authenticates in-band).
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/ws"})
 _MAX_CACHED = 10_000
+# A token is printable text without spaces. aiohttp hands over header bytes that are not
+# UTF-8 as lone surrogates; such a "token" could never have been issued.
+_TOKEN = re.compile(r"[^\x00-\x20\x7f\ud800-\udfff]{1,512}")
 
 
 def token_from_header(value: str | None) -> str | None:
@@ -29,24 +34,41 @@ def token_from_header(value: str | None) -> str | None:
 
 
 class Authenticator:
-    """Resolves tokens to members; a revoked token stops working within `ttl` seconds."""
+    """Resolves tokens to members; a revoked token stops working within `ttl` seconds.
 
-    def __init__(self, store: Store, ttl: float) -> None:
+    Failures are counted per client address: past the limit, the address is refused
+    (429) before any token it sends is looked up.
+    """
+
+    def __init__(self, store: Store, ttl: float, failures_per_minute: int) -> None:
         self._store = store
         self._ttl = ttl
         self._cache: dict[str, tuple[Member | None, float]] = {}
+        self.failures = AuthFailures(failures_per_minute)
 
-    async def member(self, token: str) -> Member | None:
-        """The member owning this token, or None when unknown or revoked."""
+    def refuse_if_limited(self, address: str | None) -> None:
+        """Raise 429 when this address failed too often in the last minute."""
+        retry_after = self.failures.retry_after(address)
+        if retry_after is not None:
+            raise TooManyAuthFailures(retry_after)
+
+    async def member(self, token: str, address: str | None = None) -> Member | None:
+        """The member owning this token, or None (a failure of `address`) when unknown."""
+        if not _TOKEN.fullmatch(token):
+            self.failures.record(address)
+            return None
         digest = hash_token(token)
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and cached[1] > now:
-            return cached[0]
-        member = await self._store.find_member(token)
-        if len(self._cache) >= _MAX_CACHED:
-            self._cache.clear()
-        self._cache[digest] = (member, now + self._ttl)
+            member = cached[0]
+        else:
+            member = await self._store.find_member(token)
+            if len(self._cache) >= _MAX_CACHED:
+                self._cache.clear()
+            self._cache[digest] = (member, now + self._ttl)
+        if member is None:
+            self.failures.record(address)
         return member
 
 
@@ -62,10 +84,13 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
     if unmatched is not None:
         raise unmatched
     if request.path not in PUBLIC_PATHS and request.method != "OPTIONS":
+        authenticator = request.app[keys.AUTH]
+        authenticator.refuse_if_limited(request.remote)
         token = token_from_header(request.headers.get("Authorization"))
         if token is None:
+            authenticator.failures.record(request.remote)
             raise Unauthorized("missing token: send 'Authorization: Bearer <token>'")
-        member = await request.app[keys.AUTH].member(token)
+        member = await authenticator.member(token, request.remote)
         if member is None:
             raise Unauthorized("unknown or revoked token")
         request[keys.MEMBER] = member

@@ -22,17 +22,66 @@ class HubError(Exception):
     code = "bad_request"
 
     def __init__(self, message: str, path: str | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.path = path
         # Keys kept beside the envelope (e.g. /readyz's `problems`).
         self.extra = extra or {}
+        self.headers = headers
 
 
 class Unauthorized(HubError):
     status = 401
     code = "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="nacritan"'})
+
+
+class TooManyAuthFailures(HubError):
+    """This address failed authentication too often; it may try again after `retry_after`."""
+
+    status = 429
+    code = "too_many_auth_failures"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed authentications from this address; "
+                         f"retry in {retry_after} s", headers={"Retry-After": str(retry_after)})
+
+
+class MalformedRequest(HubError):
+    """The request's framing or encoding is broken (chunks, lengths, Content-Encoding)."""
+
+    status = 400
+    code = "malformed_request"
+
+
+class BodyTimeout(HubError):
+    status = 408
+    code = "request_timeout"
+
+
+class ClientClosedRequest(HubError):
+    """The client went away before its body arrived: nobody is left to answer.
+
+    499 is nginx's status for this; it is counted in metrics, never sent.
+    """
+
+    status = 499
+    code = "client_closed_request"
+
+
+class ShuttingDown(HubError):
+    """The hub stopped before this request's body arrived; nothing was stored."""
+
+    status = 503
+    code = "shutting_down"
+
+    def __init__(self) -> None:
+        super().__init__("the server is shutting down; nothing was stored, retry",
+                         headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 class Forbidden(HubError):
@@ -88,10 +137,13 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     try:
         response: web.StreamResponse = await handler(request)
         return response
+    except ClientClosedRequest as exc:
+        # The client's doing, not the hub's: no traceback, no error.
+        log.info("%s %s: %s", request.method, request.path, exc.message)
+        return error_response(exc.status, exc.code, exc.message, legacy=legacy)
     except HubError as exc:
-        headers = {"WWW-Authenticate": 'Bearer realm="nacritan"'} if exc.status == 401 else None
         return error_response(exc.status, exc.code, exc.message, exc.path, legacy=legacy,
-                              headers=headers, extra=exc.extra)
+                              headers=exc.headers, extra=exc.extra)
     except ParseError as exc:
         status = 400 if exc.code == "invalid_json" else 422
         return error_response(status, exc.code, exc.message, exc.path, legacy=legacy)

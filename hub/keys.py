@@ -15,6 +15,7 @@ from storage.model import Event, Member
 if TYPE_CHECKING:
     from hub.alerts.service import Alerts
     from hub.auth import Authenticator
+    from hub.drain import InFlight
     from hub.feed import Feed
     from hub.metrics import Metrics
     from hub.worldmap import WorldMapCache
@@ -46,5 +47,8 @@ WEBSOCKETS: web.AppKey[
 ] = web.AppKey("websockets")
 # Authenticated feed sessions, so that revoking a token also closes its open sockets.
 SESSIONS: web.AppKey[weakref.WeakSet[Session]] = web.AppKey("sessions")
+
+# The HTTP requests being served, drained on SIGTERM (hub/drain.py).
+INFLIGHT: web.AppKey[InFlight] = web.AppKey("inflight")
 
 MEMBER = web.RequestKey("member", Member)

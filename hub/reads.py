@@ -1,6 +1,7 @@
 """Read handlers: the legacy routes and the versioned API, all scoped to the token's guild."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -13,7 +14,10 @@ from storage.model import Area, MemberProfile, State, TileState
 
 routes = web.RouteTableDef()
 
-_COORD = r"{x:-?\d{1,6}}/{y:-?\d{1,6}}/{n:-?\d{1,6}}"
+# [0-9], not \d: Python's \d also matches other scripts' digits ("٤٢", "４２").
+_COORD = r"{x:-?[0-9]{1,6}}/{y:-?[0-9]{1,6}}/{n:-?[0-9]{1,6}}"
+# What `int()` would also accept is refused: signs but "-", spaces, "_", non-ASCII digits.
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 def _json(data: Any) -> web.Response:
@@ -23,10 +27,9 @@ def _json(data: Any) -> web.Response:
 def _int_param(raw: str | None, name: str, low: int, high: int) -> int:
     if raw is None or raw == "":
         raise InvalidParameter(f"{name} is required", name)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidParameter(f"{name} must be an integer", name) from None
+    if not _INTEGER.fullmatch(raw):
+        raise InvalidParameter(f"{name} must be an integer (ASCII digits)", name)
+    value = int(raw)
     if not low <= value <= high:
         raise InvalidParameter(f"{name} must be between {low} and {high}", name)
     return value

@@ -5,12 +5,15 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import time
 
 from aiohttp import web
 
+from hub import keys
 from hub.app import create_app
+from hub.edge import EdgeRunner
 from hub.settings import Settings, SettingsError
 from storage import StoreUnavailable, migrate
 
@@ -79,14 +82,40 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     port = args.port or settings.port
     check_listen_address(host, port)
     _migrate_patiently(settings)
-    web.run_app(
-        create_app(settings),
-        host=host,
-        port=port,
-        shutdown_timeout=settings.shutdown_timeout,
+    asyncio.run(serve(create_app(settings), host, port, settings.shutdown_timeout))
+    return 0
+
+
+async def serve(app: web.Application, host: str, port: int, shutdown_timeout: float) -> None:
+    """Serve until SIGTERM / SIGINT, then drain the requests in flight and stop.
+
+    Not `web.run_app`: it builds its own runner, where the hub needs one that answers
+    malformed requests itself (hub/edge.py), and its shutdown drops bodies still
+    arriving (hub/drain.py).
+    """
+    runner = EdgeRunner(
+        app,
         # Request line, status, size, duration: never headers, so never a token.
         access_log_format='%a "%r" %s %b %Tf',
-        print=lambda message: log.info("%s", message),
-        handle_signals=True,
+        # What is left of the shutdown timeout once the drain is over: by then only
+        # websockets remain (closed with 1001 by the app's shutdown hook).
+        shutdown_timeout=max(1.0, shutdown_timeout / 4),
     )
-    return 0
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Before the app starts: a SIGTERM during start-up then stops it cleanly too.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        log.info("serving on %s", site.name)
+        await stop.wait()
+        log.info("shutdown: no longer accepting connections")
+        await site.stop()
+        await app[keys.INFLIGHT].drain(shutdown_timeout)
+    finally:
+        await runner.cleanup()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

@@ -92,12 +92,17 @@ class Settings:
         "1")] = 1.0
     # Kept below the pod's terminationGracePeriodSeconds (see k8s/base/hub.yaml).
     shutdown_timeout: Annotated[Seconds, _about(
-        "seconds given to open requests on SIGTERM (keep below the pod's grace period)", "10")] = 10.0
+        "on SIGTERM, seconds for requests in flight (bodies included) to finish; the hub exits as "
+        "soon as none is left (keep below the pod's grace period)", "10")] = 10.0
     token_cache_seconds: Annotated[Seconds, _about(
         "how long a token lookup is cached (a revocation takes effect within it)", "5")] = 5.0
     trusted_proxies: Annotated[tuple[str, ...], _about(
         "comma-separated addresses or CIDRs of proxies whose `X-Forwarded-For` is believed",
         "10.0.0.0/8,127.0.0.1")] = ("127.0.0.1", "::1")
+    body_timeout: Annotated[PositiveSeconds, _about(
+        "seconds an upload's body may take to arrive in full (408 after)", "30")] = 30.0
+    auth_failures_per_minute: Annotated[int, Meta(ge=0), _about(
+        "failed authentications per client address and minute before 429 (0: off)", "20")] = 20
     # Alerts (docs/alerts.md).
     public_url: Annotated[str, _about(
         "where players open the hub's map: alert links point at `<url>/#x=..&y=..` (empty: no link)",

@@ -307,7 +307,8 @@ def _check_origin(request: web.Request, allowed: tuple[str, ...]) -> None:
         raise Forbidden(f"origin {origin!r} is not allowed", "Origin")
 
 
-async def _authenticate(ws: web.WebSocketResponse, app: web.Application) -> Member | None:
+async def _authenticate(ws: web.WebSocketResponse, app: web.Application,
+                        address: str | None) -> Member | None:
     """Wait for the auth message; on failure say why and close with CLOSE_AUTH."""
     await ws.send_frame(proto.auth_required(), WSMsgType.TEXT)
     try:
@@ -322,7 +323,7 @@ async def _authenticate(ws: web.WebSocketResponse, app: web.Application) -> Memb
         except Exception:
             reason = 'expected {"type": "auth", "token": "..."}'
         else:
-            member = await app[keys.AUTH].member(token)
+            member = await app[keys.AUTH].member(token, address)
             if member is not None:
                 return member
             reason = "unknown or revoked token"
@@ -338,11 +339,12 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     app = request.app
     settings = app[keys.SETTINGS]
     _check_origin(request, settings.cors_origins)
+    app[keys.AUTH].refuse_if_limited(request.remote)
     member: Member | None = None
     if "Authorization" in request.headers:
         # Non-browser clients may authenticate on the upgrade request itself.
-        token = token_from_header(request.headers["Authorization"])
-        member = await app[keys.AUTH].member(token) if token else None
+        token = token_from_header(request.headers["Authorization"]) or ""
+        member = await app[keys.AUTH].member(token, request.remote)
         if member is None:
             raise Unauthorized("unknown or revoked token")
     ws = web.WebSocketResponse(heartbeat=settings.ws_heartbeat or None,
@@ -354,7 +356,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     sockets[ws] = request.transport
     try:
         if member is None:
-            member = await _authenticate(ws, app)
+            member = await _authenticate(ws, app, request.remote)
         if member is not None:
             session = Session(ws, request.transport, member, app)
             app[keys.SESSIONS].add(session)

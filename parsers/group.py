@@ -6,6 +6,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from parsers.body import require_utf8
 from parsers.errors import UNREADABLE, ParseError
 from parsers.types import GameId, Level, Name, ShortText, Stat, X, Y
 
@@ -27,6 +28,7 @@ _GROUP = msgspec.json.Decoder(Annotated[list[GroupMember], Meta(max_length=MAX_G
 
 def decode_group(body: bytes) -> list[GroupMember]:
     """Decode a hunting group; a player listed twice is refused."""
+    require_utf8(body)
     try:
         members = _GROUP.decode(body)
     except msgspec.MsgspecError as exc:

@@ -6,6 +6,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from parsers.body import require_utf8
 from parsers.errors import UNREADABLE, ParseError
 from parsers.lean import can_skip_printable_check, lean_type
 from parsers.types import GameId, Level, Name, ShortText, SummonId, Terrain, X, Y
@@ -73,6 +74,7 @@ _VIEW_LEAN = msgspec.json.Decoder(lean_type(list[Tile]))
 
 def decode_view(body: bytes, *, max_tiles: int, max_entities: int) -> list[Tile]:
     """Decode and validate a view; summoned creatures without an id are dropped."""
+    require_utf8(body)
     try:
         tiles = (_VIEW_LEAN if can_skip_printable_check(body) else _VIEW).decode(body)
     except msgspec.MsgspecError as exc:

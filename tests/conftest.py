@@ -84,8 +84,12 @@ def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def settings(db_url: str) -> Settings:
-    """Test settings on the fresh database (defaults otherwise)."""
-    return Settings(db=db_url, token_cache_seconds=0.0)
+    """Test settings on the fresh database (defaults otherwise).
+
+    No limit on failed authentications: tests that walk every route's 401 cases send
+    dozens from one address (the limit has its own tests, in tests/edge).
+    """
+    return Settings(db=db_url, token_cache_seconds=0.0, auth_failures_per_minute=0)
 
 
 @pytest.fixture

@@ -279,6 +279,13 @@ CASES: list[Case] = [
          400, "invalid_json", "$"),
     Case("view-deep-nesting-in-unknown-field", "POST", "/view",
          view_with(_deep_unknown_field), 400, "invalid_json", "$"),
+    # Invalid UTF-8 where msgspec never looks (an unknown field's value): the body as a
+    # whole is not UTF-8 text, so it is refused like the same bytes in a known field.
+    Case("view-invalid-utf8-in-unknown-field", "POST", "/view",
+         view_with(lambda t: encode(t)[:-2] + b', "note": "\xff\xfe"}]'),
+         400, "invalid_json", "$"),
+    Case("view-invalid-utf8-unknown-key", "POST", "/view",
+         view_with(lambda t: encode(t)[:-2] + b', "n\xc3": 1}]'), 400, "invalid_json", "$"),
     Case("view-oversized-body", "POST", "/view",
          lambda: b"[" + b" " * (MiB + 16) + b"]", 413, "payload_too_large", None),
     # -- POST /view: JSON of the wrong shape
@@ -363,6 +370,9 @@ CASES: list[Case] = [
     Case("view-place-name-del-char", "POST", "/view",
          view_with(lambda t: _set(t[1]["items"]["places"][0], "name", "Temple\x7f")),
          422, "invalid_payload", "$[1].items.places[0].name"),
+    Case("view-name-trailing-newline", "POST", "/view",
+         view_with(lambda t: _set(_first_pc(t), "name", "Bob\n")),
+         422, "invalid_payload", "$[0].items.pcs[0].name"),
     Case("view-name-escaped-del", "POST", "/view",
          view_with(lambda t: encode(t).replace(b'"Alice"', b'"Al\\u007fice"')),
          422, "invalid_payload", "$[9].items.pcs[0].name"),
@@ -398,6 +408,32 @@ CASES: list[Case] = [
          422, "invalid_payload", "$"),
     Case("pc-dla-garbage", "POST", f"/pc/{PLAYER}", profile_with(dla="demain midi"),
          422, "invalid_payload", "$.dla"),
+    Case("pc-dla-no-such-day", "POST", f"/pc/{PLAYER}", profile_with(dla="2026-02-30 18:32:00"),
+         422, "invalid_payload", "$.dla"),
+    Case("pc-dla-hour-25", "POST", f"/pc/{PLAYER}", profile_with(dla="2026-11-25 25:61"),
+         422, "invalid_payload", "$.dla"),
+    Case("pc-dla-month-13", "POST", f"/pc/{PLAYER}", profile_with(dla="2026-13-01 10:00"),
+         422, "invalid_payload", "$.dla"),
+    Case("pc-dla-arabic-digits", "POST", f"/pc/{PLAYER}",
+         profile_with(dla="\u0662\u0660\u0662\u0666-11-25 18:32"), 422, "invalid_payload", "$.dla"),
+    Case("pc-dla-trailing-newline", "POST", f"/pc/{PLAYER}",
+         profile_with(dla="2026-11-25 18:32\n"), 422, "invalid_payload", "$.dla"),
+    Case("pc-img-absolute-url", "POST", f"/pc/{PLAYER}",
+         profile_with(img="https://evil.example/elfe_f.png"), 422, "invalid_payload", "$.img"),
+    Case("pc-img-protocol-relative", "POST", f"/pc/{PLAYER}",
+         profile_with(img="//evil.example/elfe_f.png"), 422, "invalid_payload", "$.img"),
+    Case("pc-img-javascript", "POST", f"/pc/{PLAYER}",
+         profile_with(img="javascript:alert(1)//x.png"), 422, "invalid_payload", "$.img"),
+    Case("pc-img-data-uri", "POST", f"/pc/{PLAYER}",
+         profile_with(img="data:image/png;base64,AAAA.png"), 422, "invalid_payload", "$.img"),
+    Case("pc-img-parent-dir", "POST", f"/pc/{PLAYER}", profile_with(img="../../etc/x.png"),
+         422, "invalid_payload", "$.img"),
+    Case("pc-img-not-an-image", "POST", f"/pc/{PLAYER}", profile_with(img="pics/page.html"),
+         422, "invalid_payload", "$.img"),
+    Case("pc-path-arabic-digits", "POST", "/pc/%D9%A4%D9%A2%D9%A4%D9%A2",
+         profile_with(id=PLAYER), 404, "not_found", None),
+    Case("pc-path-fullwidth-digits", "POST", "/pc/%EF%BC%94%EF%BC%92%EF%BC%94%EF%BC%92",
+         profile_with(id=PLAYER), 404, "not_found", None),
     Case("pc-caracs-list", "POST", f"/pc/{PLAYER}", profile_with(caracs=[41, 55]),
          422, "invalid_payload", "$.caracs"),
     Case("pc-pv-2**63", "POST", f"/pc/{PLAYER}", profile_with(caracs={"pv": 2**63}),
@@ -450,6 +486,20 @@ CASES: list[Case] = [
          "invalid_parameter", "x"),
     Case("state-r-sql", "GET", "/api/v1/state?x=100&y=100&r=3%20OR%201%3D1", None, 400,
          "invalid_parameter", "r"),
+    Case("state-x-arabic-digits", "GET", "/api/v1/state?x=%D9%A1%D9%A0%D9%A0&y=100&r=3", None,
+         400, "invalid_parameter", "x"),
+    Case("state-y-fullwidth-digits", "GET", "/api/v1/state?x=100&y=%EF%BC%91%EF%BC%90%EF%BC%90&r=3",
+         None, 400, "invalid_parameter", "y"),
+    Case("state-r-underscore", "GET", "/api/v1/state?x=100&y=100&r=1_0", None, 400,
+         "invalid_parameter", "r"),
+    Case("state-x-plus-sign", "GET", "/api/v1/state?x=%2B100&y=100&r=3", None, 400,
+         "invalid_parameter", "x"),
+    Case("state-x-spaces", "GET", "/api/v1/state?x=%20100%20&y=100&r=3", None, 400,
+         "invalid_parameter", "x"),
+    Case("tiles-arabic-digits", "GET", "/tiles/%D9%A1%D9%A0%D9%A0/100/2", None, 404,
+         "not_found", None),
+    Case("minimap-fullwidth-digits", "GET", "/minimap/100/100/%EF%BC%92", None, 404,
+         "not_found", None),
     Case("tiles-n-over-max", "GET", "/tiles/100/100/21", None, 400, "invalid_parameter", "n"),
     Case("tiles-n-negative", "GET", "/tiles/100/100/-1", None, 400, "invalid_parameter", "n"),
     Case("tiles-not-numeric", "GET", "/tiles/a/b/c", None, 404, "not_found", None),
@@ -576,6 +626,9 @@ ODD_NAMES = [
     "名前",
 ]
 
+# An image path must be relative (no scheme, no host), but may still look like an attack.
+ODD_IMAGE = "pics/x');DROP_TABLE_players;--%s'OR'1'='1.png"
+
 
 async def test_sql_looking_and_unicode_names_are_stored_verbatim(
         client: TestClient, make_token: TokenMaker, db_url: str) -> None:
@@ -594,7 +647,7 @@ async def test_sql_looking_and_unicode_names_are_stored_verbatim(
     odd = ODD_NAMES[0]
     resp = await client.post(f"/pc/{PLAYER}", headers=auth(token),
                              data=encode(make_profile(name=odd, race=ODD_NAMES[7],
-                                                      img=ODD_NAMES[3])))
+                                                      img=ODD_IMAGE)))
     assert resp.status == 200, await resp.text()
     group = [{"id": 5000 + i, "name": name, "race": name, "x": 200, "y": 200}
              for i, name in enumerate(ODD_NAMES)]
@@ -621,7 +674,7 @@ async def test_sql_looking_and_unicode_names_are_stored_verbatim(
     players = {p["id"]: p for p in await resp.json()}
     assert players[PLAYER]["name"] == odd
     assert players[PLAYER]["race"] == ODD_NAMES[7]
-    assert players[PLAYER]["img"] == ODD_NAMES[3]
+    assert players[PLAYER]["img"] == ODD_IMAGE
     assert {pid - 5000: players[pid]["name"] for pid in range(5000, 5000 + len(ODD_NAMES))} == expected
     assert {pid - 5000: players[pid]["race"] for pid in range(5000, 5000 + len(ODD_NAMES))} == expected
 

@@ -1,0 +1,95 @@
+"""The pure parts of the edge: what a parse error may say, and the failure window."""
+from __future__ import annotations
+
+import pytest
+from aiohttp import web
+from aiohttp.http_exceptions import (
+    BadHttpMessage,
+    BadHttpMethod,
+    BadStatusLine,
+    ContentEncodingError,
+    InvalidHeader,
+    LineTooLong,
+    TransferEncodingError,
+)
+
+from hub.auth_failures import MAX_ADDRESSES, WINDOW_SECONDS, AuthFailures
+from hub.edge import GENERIC_REASON, public_reason
+
+SECRET = "tok3n-S3cret_value"
+
+
+@pytest.mark.parametrize(("exc", "reason"), [
+    (BadHttpMessage(f"Invalid header value char:\n\n  b'Authorization: Bearer {SECRET}\\x00'\n  ^"),
+     "Invalid header value char"),
+    (BadHttpMessage("Transfer-Encoding can't be present with Content-Length:\n\n  b'x'"),
+     "Transfer-Encoding can't be present with Content-Length"),
+    (LineTooLong(f"Bearer {SECRET}".encode(), 8190), "request line or header too long"),
+    (InvalidHeader(f"Authorization: {SECRET}".encode()), "Invalid HTTP header"),
+    (BadStatusLine(f"GET /{SECRET}"), GENERIC_REASON),
+    (BadHttpMethod(f"{SECRET} /"), GENERIC_REASON),
+    (BadHttpMessage(f"Duplicate '{SECRET}' header found."), GENERIC_REASON),
+    (BadHttpMessage(f"{SECRET}"), GENERIC_REASON),
+    (BadHttpMessage("Request has invalid `Transfer-Encoding`"), GENERIC_REASON),
+    (TransferEncodingError("Not enough data to satisfy transfer length header."),
+     "Not enough data to satisfy transfer length header"),
+    (ContentEncodingError("Can not decode content-encoding: gzip"),
+     "Can not decode content-encoding"),
+    (None, GENERIC_REASON),
+    (ValueError(SECRET), GENERIC_REASON),
+])
+def test_a_parse_error_is_described_without_the_clients_bytes(
+        exc: BaseException | None, reason: str) -> None:
+    assert public_reason(exc) == reason
+    assert SECRET not in public_reason(exc)
+
+
+def test_a_payload_error_is_described_by_its_cause() -> None:
+    wrapper = web.RequestPayloadError(f"400, message: {SECRET}")
+    wrapper.__cause__ = ContentEncodingError("Can not decode content-encoding: gzip")
+    assert public_reason(wrapper) == "Can not decode content-encoding"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_failures_over_the_limit_make_the_address_wait_until_the_oldest_expires() -> None:
+    clock = Clock()
+    failures = AuthFailures(3, clock)
+    for _ in range(3):
+        assert failures.retry_after("a") is None
+        failures.record("a")
+        clock.now += 10
+    # Failures at 1000, 1010, 1020; now 1030: the first ages out at 1060.
+    assert failures.retry_after("a") == 30
+    assert failures.retry_after("b") is None
+    clock.now = 1000 + WINDOW_SECONDS + 0.5
+    assert failures.retry_after("a") is None
+    failures.record("a")
+    assert failures.retry_after("a") == 10  # 1010 + 60 - 1060.5, rounded up
+
+
+def test_zero_turns_the_limit_off_and_unknown_addresses_are_not_counted() -> None:
+    off = AuthFailures(0)
+    for _ in range(100):
+        off.record("a")
+    assert off.retry_after("a") is None
+    on = AuthFailures(1)
+    on.record(None)
+    assert on.retry_after(None) is None
+
+
+def test_the_number_of_addresses_remembered_is_bounded() -> None:
+    failures = AuthFailures(1)
+    for index in range(MAX_ADDRESSES + 10):
+        failures.record(f"10.{index >> 16 & 255}.{index >> 8 & 255}.{index & 255}")
+    assert len(failures._failures) == MAX_ADDRESSES
+    # The most recent ones are kept, the oldest forgotten.
+    assert failures.retry_after("10.0.0.0") is None
+    last = MAX_ADDRESSES + 9
+    assert failures.retry_after(f"10.{last >> 16 & 255}.{last >> 8 & 255}.{last & 255}") is not None
