@@ -403,9 +403,13 @@ async def feed_ctx(app: web.Application) -> AsyncIterator[None]:
     feed = Feed(app[keys.STORE], settings)
     bus: LocalBus | RedisBus
     if settings.redis:
-        redis_bus = RedisBus(settings.redis, feed.hint, feed.poll_soon)
-        app[keys.READINESS_CHECKS].append(redis_bus.readiness)
-        bus = redis_bus
+        metrics = app[keys.METRICS]
+
+        def on_bus_change(subscribed: bool) -> None:
+            metrics.redis_subscribed.set(1 if subscribed else 0)
+            feed.poll_soon()
+
+        bus = RedisBus(settings.redis, feed.hint, on_bus_change)
     else:
         bus = LocalBus()
     feed.bus_healthy = lambda: bus.healthy
