@@ -32,6 +32,9 @@ WORLDMAP: web.AppKey[WorldMapCache] = web.AppKey("worldmap")
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple)
 # Called with each committed upload's event; the live feed registers itself here.
 EVENT_LISTENERS = web.AppKey("event_listeners", list[EventListener])
+# Called with the guild of an upload whose COMMIT went unanswered: the live feed then
+# reads the guild's head as soon as the database answers, and announces what it finds.
+UNCERTAIN_COMMIT_LISTENERS = web.AppKey("uncertain_commit_listeners", list[Callable[[int], None]])
 # Extra readiness checks, each returning a reason or None. Only what serving needs
 # belongs here: Redis does not (delivery falls back to polling without it).
 READINESS_CHECKS = web.AppKey("readiness_checks", list[Callable[[], str | None]])

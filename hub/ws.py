@@ -17,7 +17,7 @@ from hub.auth import token_from_header
 from hub.bus import LocalBus, RedisBus
 from hub.clock import now_ms
 from hub.errors import Forbidden, Unauthorized
-from hub.feed import Feed, Subscription
+from hub.feed import Feed, Subscription, UncertainCommits
 from hub.metrics import Metrics
 from hub.settings import Settings
 from storage import StoreError
@@ -463,6 +463,13 @@ async def feed_ctx(app: web.Application) -> AsyncIterator[None]:
         bus.publish(event.guild_id, event.seq, event.epoch)
 
     app[keys.EVENT_LISTENERS].append(on_event)
+
+    def on_head(guild_id: int, seq: int, epoch: str) -> None:
+        feed.hint(guild_id, seq, epoch)
+        bus.publish(guild_id, seq, epoch)
+
+    uncertain = UncertainCommits(app[keys.STORE], on_head, settings.poll_interval)
+    app[keys.UNCERTAIN_COMMIT_LISTENERS].append(uncertain.add)
     await bus.start()
     poller = asyncio.create_task(feed.poll_forever(), name="feed-poller")
     revocations = asyncio.create_task(_close_revoked_forever(app), name="feed-revocations")
@@ -471,6 +478,7 @@ async def feed_ctx(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await uncertain.close()
     await bus.close()
     await feed.close()
 

@@ -1,7 +1,14 @@
 """Storage: one interface (`Store`) over MariaDB (aiomysql) or SQLite (aiosqlite)."""
 from __future__ import annotations
 
-from storage.errors import StoreError, StoreUnavailable, TokenNotFound
+from storage.errors import (
+    CommitUncertain,
+    DuplicateUpload,
+    IdempotencyKeyReused,
+    StoreError,
+    StoreUnavailable,
+    TokenNotFound,
+)
 from storage.mysql import DEFAULT_TIMEOUT_SECONDS, MySQLBackend
 from storage.schema import backend_name, migrate, migration_ids
 from storage.sqlite import SQLiteBackend
@@ -20,6 +27,9 @@ async def open_store(url: str, *, query_timeout: float = DEFAULT_TIMEOUT_SECONDS
 
 
 __all__ = [
+    "CommitUncertain",
+    "DuplicateUpload",
+    "IdempotencyKeyReused",
     "Store",
     "StoreError",
     "StoreUnavailable",

@@ -126,7 +126,7 @@ async def wait_redis_gauge(session: aiohttp.ClientSession, replica: Replica,
                            value: float) -> None:
     """Poll /metrics until the Redis gauge reads `value` (a hang guard bounds it)."""
     async def poll() -> None:
-        while await redis_gauge(session, replica) != value:
+        while await redis_gauge(session, replica) != value:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
     await asyncio.wait_for(poll(), STARTUP_GUARD)
 
