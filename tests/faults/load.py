@@ -4,6 +4,7 @@ every event they get."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -104,10 +105,8 @@ class Subscriber:
 
     async def run(self, session: aiohttp.ClientSession) -> None:
         while True:
-            try:
+            with contextlib.suppress(aiohttp.ClientError, ConnectionError, TimeoutError):
                 await self._follow(session)
-            except (aiohttp.ClientError, ConnectionError, TimeoutError):
-                pass
             self.reconnects += 1
             await asyncio.sleep(RETRY_PAUSE)
 
