@@ -70,8 +70,8 @@ class Uploader:
             upload = Upload(self.guild_id, n, f"key-{marker}", body, tile, marker)
             self.uploads.append(upload)
             while upload.answered is None:
-                # Replicas in turn: a retry may land on another one.
-                base = self.bases[len(upload.attempts) % len(self.bases)]
+                # Replicas in turn, upload by upload and retry by retry.
+                base = self.bases[(n + len(upload.attempts)) % len(self.bases)]
                 attempt = await self._post(session, base, upload)
                 upload.attempts.append(attempt)
                 assert attempt.status in (0, 200, 503), (attempt.status, attempt.body)
@@ -97,6 +97,8 @@ class Subscriber:
         self.base = base
         self.token = token
         self.events: list[dict[str, Any]] = []
+        # When each event arrived (time.monotonic()), by seq.
+        self.arrived: dict[int, float] = {}
         self.snapshots = 0
         self.reconnects = 0
         self.seq = 0
@@ -133,6 +135,7 @@ class Subscriber:
                     self.seq, self.epoch = data["seq"], data["epoch"]
                 elif data["type"] == "event":
                     self.events.append(data)
+                    self.arrived.setdefault(data["seq"], time.monotonic())
                     self.seq, self.epoch = data["seq"], data["epoch"]
 
 
