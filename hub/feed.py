@@ -20,9 +20,10 @@ import msgspec
 from hub import feed_protocol as proto
 from hub.clock import now_ms
 from hub.settings import Settings
+from hub.snapshots import Snapshots
 from storage import Store, StoreError
 from storage.merge import EntityKey, entity_key, hex_distance
-from storage.model import Area, EntityState, Event, State
+from storage.model import Area, EntityState, Event
 from storage.store import iter_entities
 
 log = logging.getLogger(__name__)
@@ -308,6 +309,7 @@ class Feed:
         self._settings = settings
         self._guilds: dict[int, GuildFeed] = {}
         self._poll_now = asyncio.Event()
+        self._snapshots = Snapshots(store, settings.snapshot_builds)
         self.bus_healthy: Callable[[], bool] = lambda: True
 
     # -- hints in ----------------------------------------------------------------
@@ -368,12 +370,8 @@ class Feed:
         return oldest is not None and oldest <= since + 1
 
     async def send_snapshot(self, sub: Subscription) -> None:
-        """Send the state of the guild (or area) and the live events after it."""
-        state: State = await self._store.read_state(sub.guild_id, sub.area or WHOLE_MAP, now_ms())
-        if sub.area is not None:
-            sub.seed(list(iter_entities(state)))
-        sub.last_seq = state.seq
-        await sub.sink.send_paced(proto.snapshot_frame(sub.sub_id, state))
+        """Send the state of the guild (or area), in parts when large, then the live events."""
+        sub.last_seq = await self._snapshots.send(sub, sub.area or WHOLE_MAP, now_ms())
         self._go_live(sub)
 
     async def replay(self, sub: Subscription, since: int) -> None:

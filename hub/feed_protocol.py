@@ -164,3 +164,10 @@ def snapshot_frame(subscription: int, state: State) -> bytes:
     """The state a subscription starts from, tagged with the seq it reflects."""
     return (b'{"type":"snapshot","subscription":%d,"recovered":false,' % subscription
             + _encode(state)[1:])
+
+
+def snapshot_part_frame(subscription: int, part: int, more: bool, state: State) -> bytes:
+    """One part of a snapshot too large for one message: `state` holds some of its rows;
+    the client adds the parts together until the one with `more: false`."""
+    return (b'{"type":"snapshot","subscription":%d,"recovered":false,"part":%d,"more":%s,'
+            % (subscription, part, b"true" if more else b"false") + _encode(state)[1:])

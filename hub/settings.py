@@ -68,6 +68,9 @@ class Settings:
     # frame (and see 4008) before its connection is dropped.
     ws_close_grace: float = 30.0
     poll_interval: float = 1.0
+    # Snapshot pages (read and encoded) in progress at once in this process, whatever the
+    # number of subscribers waiting for one: bounds their share of the pool and the loop.
+    snapshot_builds: int = 2
     # Kept below the pod's terminationGracePeriodSeconds (see k8s/base/hub.yaml).
     shutdown_timeout: float = 10.0
     token_cache_seconds: float = 5.0
@@ -100,6 +103,7 @@ class Settings:
             ws_max_msg_bytes=_int(env, "NACRITAN_WS_MAX_MSG_BYTES", defaults.ws_max_msg_bytes, 1024),
             ws_close_grace=_float(env, "NACRITAN_WS_CLOSE_GRACE", defaults.ws_close_grace),
             poll_interval=_float(env, "NACRITAN_POLL_INTERVAL", defaults.poll_interval),
+            snapshot_builds=_int(env, "NACRITAN_SNAPSHOT_BUILDS", defaults.snapshot_builds, 1),
             shutdown_timeout=_float(env, "NACRITAN_SHUTDOWN_TIMEOUT", defaults.shutdown_timeout),
             token_cache_seconds=_float(env, "NACRITAN_TOKEN_CACHE_SECONDS", defaults.token_cache_seconds),
             trusted_proxies=_list(env, "NACRITAN_TRUSTED_PROXIES", "127.0.0.1,::1"),

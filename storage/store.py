@@ -537,6 +537,43 @@ class Store:
             resources=entities["resource"], objects=entities["object"],
         )
 
+    async def read_state_pages(self, guild_id: int, area: Area,
+                               pages: Sequence[tuple[str, PageCursor | None]],
+                               limit: int) -> tuple[tuple[str, int],
+                                                    list[tuple[list[Any], PageCursor | None]]]:
+        """The feed head (epoch, seq), then pages of the guild's state over a hex disk, one
+        per (kind, cursor), read on one connection: each the next `limit` rows of that
+        kind after the cursor (None: from the start), in key order, with the cursor of
+        the next page (None: it was the last). The rows are at least as new as the head.
+
+        Kinds are "tile" and the entity kinds; rows are TileState or entity states. A
+        page may hold fewer rows than `limit` and still not be the last (rows outside
+        the disk but inside its bounding box are dropped).
+        """
+        where, box_params = _in_box(
+            (area.x - area.r, area.x + area.r, area.y - area.r, area.y + area.r))
+        out: list[tuple[list[Any], PageCursor | None]] = []
+        async with self.backend.read() as tx:
+            head = await tx.fetchall(
+                self._d.sql("SELECT epoch, last_seq FROM feeds WHERE guild_id = %s"), (guild_id,))
+            for kind, cursor in pages:
+                table = _PAGED_TABLES[kind]
+                sql = (f"SELECT {', '.join(table.columns)} FROM {table.name} "
+                       f"WHERE guild_id = %s AND {where}")
+                params: list[Any] = [guild_id, *box_params]
+                if cursor is not None:
+                    after, after_params = _after(table.key, cursor)
+                    sql += f" AND {after}"
+                    params += after_params
+                sql += f" ORDER BY {', '.join(table.key)} LIMIT %s"
+                rows = await tx.fetchall(self._d.sql(sql), [*params, limit])
+                key_at = [table.columns.index(c) for c in table.key]
+                following = (tuple(rows[-1][i] for i in key_at)
+                             if len(rows) == limit else None)
+                states = [table.state(*row) for row in rows]
+                out.append(([st for st in states if _in_area(area, st.x, st.y)], following))
+        return (str(head[0][0]), int(head[0][1])) if head else ("", 0), out
+
     async def read_guild_players(self, guild_id: int) -> list[MemberProfile]:
         """Players of the guild: seen wearing its guildId, or with a profile or group page."""
         async with self.backend.read() as tx:
@@ -665,6 +702,27 @@ class Store:
         async with self.backend.read() as tx:
             rows = await tx.fetchall("SELECT migration_id FROM _yoyo_migration")
         return {str(row[0]) for row in rows}
+
+
+# A page's position in its table: the key of its last row.
+PageCursor = tuple[Any, ...]
+# Every kind of row a state holds, in the order snapshots send them.
+STATE_KINDS = ("tile", *KINDS)
+_PAGED_TABLES: dict[str, EntityTable] = {
+    "tile": EntityTable("tiles", ("x", "y", "terrain", "seen_at", "seen_by"), ("x", "y"),
+                        TileState),
+    **ENTITY_TABLES,
+}
+
+
+def _after(key: Sequence[str], values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """`key > values` for a composite key, spelled out so that both databases walk the
+    primary key's index from there (row-value comparisons are not always ranged)."""
+    first, *rest = key
+    if not rest:
+        return f"{first} > %s", [values[0]]
+    inner, inner_params = _after(rest, values[1:])
+    return f"({first} > %s OR ({first} = %s AND {inner}))", [values[0], values[0], *inner_params]
 
 
 def _body_digest(body: bytes) -> str:
