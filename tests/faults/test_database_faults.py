@@ -13,12 +13,13 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from hub.errors import COMMIT_UNCERTAIN_MESSAGE
 from storage import migrate, open_store
-from tests.faults.load import Subscriber, Uploader, event_fields, wait_for
+from tests.faults.load import Subscriber, Uploader, event_fields, unique_view, wait_for
 from tests.faults.servers import HubProcess, PrivateMariaDB
 
 GUILDS = list(range(101, 109))
@@ -144,3 +145,72 @@ async def test_database_hang_and_kill_lose_nothing_and_store_nothing_twice(
     print(f"events checked {sum(len(s.events) for s in subscribers.values())}, "
           f"rows checked: journal {len(journal)}, keys {len(keys)}, events {len(events)}, "
           f"subscriber reconnects {sum(s.reconnects for s in subscribers.values())}")
+
+
+async def upload_until_refused(session: aiohttp.ClientSession, hub: HubProcess,
+                               headers: dict[str, str], first: int,
+                               answers: list[tuple[str, int, dict[str, Any]]]) -> None:
+    """Unique views one after another, without retry, until one is answered 503."""
+    n = first
+    while True:
+        n += 1
+        body, _, marker = unique_view(GUILDS[0], n)
+        async with session.post(f"{hub.base}/view", data=body, headers=headers) as resp:
+            answers.append((marker, resp.status, await resp.json()))
+        if resp.status == 503:
+            return
+
+
+async def test_an_upload_committed_after_its_503_reaches_the_feed_when_the_database_returns(
+        mariadb: PrivateMariaDB, hubs: list[HubProcess], session: aiohttp.ClientSession,
+        tmp_path: Path) -> None:
+    """No retry and no later upload here: only the hub itself can find the event, either
+    as soon as the database answers again or at its routine poll (15 s with a healthy
+    bus)."""
+    url = mariadb.url(DATABASE)
+    await migrate(url)
+    store = await open_store(url)
+    try:
+        token = await store.add_token(GUILDS[0], "Uploader", None, 1)
+    finally:
+        await store.close()
+    hub = HubProcess({"NACRITAN_DB": url, "NACRITAN_DB_TIMEOUT": "1",
+                      "NACRITAN_LOG_LEVEL": "INFO"}, tmp_path / "hub.log")
+    hubs.append(hub)
+    hub.start()
+    await hub.wait_ready(session)
+    subscriber = Subscriber(hub.base, token)
+    following = asyncio.create_task(subscriber.run(session))
+    await asyncio.wait_for(subscriber.subscribed.wait(), GUARD)
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        for attempt in range(8):
+            # Upload after upload until the database hangs during one's COMMIT.
+            answers: list[tuple[str, int, dict[str, Any]]] = []
+            uploading = asyncio.create_task(
+                upload_until_refused(session, hub, headers, 1000 * attempt, answers))
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(mariadb.hang_during_commit)
+            await asyncio.wait_for(uploading, GUARD)
+            await asyncio.sleep(0.5)
+            mariadb.resume()
+            resumed_at = time.monotonic()
+            refused = answers[-1]
+            assert refused[1] == 503, refused
+            stored = mariadb.query(DATABASE, "SELECT seq FROM events WHERE body LIKE %s",
+                                   (f"%{refused[0]}\"%",))
+            if stored:
+                break
+            await hub.wait_ready(session)
+        else:
+            raise AssertionError("no hang caught a COMMIT the server then applied")
+        (seq,), = stored
+        await wait_for(lambda: seq in subscriber.arrived, GUARD, "the event")
+        delay = subscriber.arrived[seq] - resumed_at
+        print(f"\n503 then stored (attempt {attempt + 1}): {refused[2]['error']['message']!r};"
+              f" on the feed {delay:.2f} s after the database resumed")
+        assert delay <= RECOVERY_BOUND_SECONDS
+        assert [e["seq"] for e in subscriber.events] == list(range(1, seq + 1))
+    finally:
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
