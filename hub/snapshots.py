@@ -19,6 +19,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from hub import feed_protocol as proto
 from storage import Store
 from storage.model import Area, State
@@ -39,8 +41,9 @@ MAX_FRAME_BYTES = 1024 * 1024
 # Pages kept for snapshots starting at the same feed position.
 CACHED_PAGES = 64
 
-_LISTS = {"tile": "tiles", "player": "players", "monster": "monsters", "place": "places",
-          "resource": "resources", "object": "objects"}
+_LISTS = dict(zip(STATE_KINDS, proto.SNAPSHOT_LISTS, strict=True))
+# Room left in a frame for everything but the rows.
+_ROWS_BYTES = MAX_FRAME_BYTES - 4096
 
 
 def _state(now: int, area: Area, seq: int, epoch: str, rows: dict[str, list[Any]]) -> State:
@@ -48,21 +51,19 @@ def _state(now: int, area: Area, seq: int, epoch: str, rows: dict[str, list[Any]
                  **{name: rows.get(kind, []) for kind, name in _LISTS.items()})
 
 
-def part_frames(sub_id: int, first_part: int, header: tuple[int, Area, int, str], kind: str,
-                rows: Sequence[Any]) -> list[bytes]:
-    """The `more: true` frames of one page, split until each is at most MAX_FRAME_BYTES."""
-    frame = proto.snapshot_part_frame(sub_id, first_part, True,
-                                      _state(*header, {kind: list(rows)}))
-    if len(frame) <= MAX_FRAME_BYTES or len(rows) <= 1:
-        return [frame]
+def encoded_chunks(rows: Sequence[Any]) -> list[bytes]:
+    """The rows as JSON arrays of at most _ROWS_BYTES each (split in halves until so)."""
+    encoded = msgspec.json.encode(rows)
+    if len(encoded) <= _ROWS_BYTES or len(rows) <= 1:
+        return [encoded]
     half = len(rows) // 2
-    head = part_frames(sub_id, first_part, header, kind, rows[:half])
-    return head + part_frames(sub_id, first_part + len(head), header, kind, rows[half:])
+    return encoded_chunks(rows[:half]) + encoded_chunks(rows[half:])
 
 
 # Key of a page: (guild, area, epoch, seq, kind, cursor of the page before or None).
 PageKey = tuple[int, Area, str, int, str, PageCursor | None]
-Page = tuple[list[Any], PageCursor | None]
+# The rows of a page, the cursor of the next one (None: last), the rows encoded.
+Page = tuple[list[Any], PageCursor | None, list[bytes]]
 
 
 class PageCache:
@@ -136,41 +137,41 @@ class Snapshots:
         header = (now, area, seq, epoch)
         first = [await self._page(sub.guild_id, area, epoch, seq, kind, None)
                  for kind in STATE_KINDS]
-        if all(cursor is None for _, cursor in first):
-            rows = {kind: page for kind, (page, _) in zip(STATE_KINDS, first, strict=True)}
+        if all(cursor is None for _, cursor, _ in first):
+            rows = {kind: page for kind, (page, _, _) in zip(STATE_KINDS, first, strict=True)}
             frame = proto.snapshot_frame(sub.sub_id, _state(*header, rows))
             if len(frame) <= MAX_FRAME_BYTES:
                 self._seed(sub, rows)
                 await sub.sink.send_paced(frame)
                 return seq
         part = 0
-        for kind, (page, cursor) in zip(STATE_KINDS, first, strict=True):
+        fields = proto.snapshot_header(*header)
+        for kind, (page, cursor, chunks) in zip(STATE_KINDS, first, strict=True):
             while True:
                 if page:
                     self._seed(sub, {kind: page})
-                    async with self._builds:
-                        # Encoding a page is pure CPU: off the loop, other requests go on.
-                        frames = await asyncio.to_thread(part_frames, sub.sub_id, part,
-                                                         header, kind, page)
-                    for frame in frames:
-                        await sub.sink.send_paced(frame)
+                    for chunk in chunks:
+                        await sub.sink.send_paced(proto.snapshot_part_frame(
+                            sub.sub_id, part, True, fields, _LISTS[kind], chunk))
+                        part += 1
                         if sub.sink.closed:
                             return seq
-                    part += len(frames)
                 if cursor is None:
                     break
-                page, cursor = await self._page(sub.guild_id, area, epoch, seq, kind, cursor)
-        await sub.sink.send_paced(
-            proto.snapshot_part_frame(sub.sub_id, part, False, _state(*header, {})))
+                page, cursor, chunks = await self._page(sub.guild_id, area, epoch, seq, kind,
+                                                        cursor)
+        await sub.sink.send_paced(proto.snapshot_part_frame(sub.sub_id, part, False, fields))
         log.debug("snapshot of guild %d sent in %d parts", sub.guild_id, part + 1)
         return seq
 
     async def _read_page(self, guild_id: int, area: Area, kind: str,
                          cursor: PageCursor | None) -> Page:
         async with self._builds:
-            _, (page,) = await self._store.read_state_pages(guild_id, area, [(kind, cursor)],
-                                                            PAGE_ROWS)
-        return page
+            _, ((rows, following),) = await self._store.read_state_pages(
+                guild_id, area, [(kind, cursor)], PAGE_ROWS)
+            # Encoded once for every snapshot sharing the page, off the event loop.
+            chunks = await asyncio.to_thread(encoded_chunks, rows) if rows else []
+        return rows, following, chunks
 
     @staticmethod
     def _seed(sub: Subscription, rows: dict[str, list[Any]]) -> None:
