@@ -6,9 +6,10 @@ seconds. Here the state is read page by page (at most PAGE_ROWS rows of one kind
 page encoded into at most MAX_FRAME_BYTES, and each frame queued only when the socket's
 queue has room (`send_paced`), so a snapshot holds about one page and half the socket's
 byte budget in memory however large the guild is. A limited number of pages are built
-at once per process (NACRITAN_SNAPSHOT_BUILDS), away from the event loop for the
-encoding, and snapshots that start at the same feed position share their pages. A state that fits in one page of each kind and one frame is still sent as the
-single `snapshot` message it always was.
+at once per process (NACRITAN_SNAPSHOT_BUILDS), encoded away from the event loop, and
+snapshots that start at the same feed position share their pages (read, decoded and
+encoded once). A state that fits in one page of each kind and one frame is still sent
+as the single `snapshot` message it always was.
 """
 from __future__ import annotations
 

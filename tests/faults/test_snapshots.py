@@ -6,12 +6,13 @@ import json
 from typing import Any
 
 import aiohttp
+import msgspec
 from aiohttp.test_utils import TestClient
 
-from hub.snapshots import MAX_FRAME_BYTES
+from hub.snapshots import MAX_FRAME_BYTES, encoded_chunks
 from parsers import decode_view
 from storage import Store
-from storage.model import Area
+from storage.model import Area, TileState
 from tests.conftest import TokenMaker, auth, member_of
 from tests.feedkit import HANG_GUARD, KIND_LISTS, normalise, recv
 from tests.test_hostile_input import hex_disk
@@ -124,3 +125,11 @@ async def test_a_huge_radius_is_bounded_too_and_a_small_area_is_one_message(
         {name: getattr(truth, name) for name in ("tiles", *KIND_LISTS)},
         default=lambda s: {f: getattr(s, f) for f in s.__struct_fields__})))
     await ws.close()
+
+
+def test_a_page_of_long_rows_is_split_below_the_frame_limit() -> None:
+    rows = [TileState(x, 0, "Plaine", 1, "é" * 500) for x in range(3000)]  # about 3 MiB
+    chunks = encoded_chunks(rows)
+    assert len(chunks) > 2
+    assert max(len(c) for c in chunks) <= MAX_FRAME_BYTES - 4096
+    assert [t for c in chunks for t in json.loads(c)] == json.loads(msgspec.json.encode(rows))
