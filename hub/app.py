@@ -51,8 +51,10 @@ async def _prune_forever(app: web.Application) -> None:
                 events_ms=int(settings.events_hours * 3_600_000),
                 events_max=settings.events_max,
             )
-            if journal or events:
-                log.info("pruned %d journal entries and %d events", journal, events)
+            upload_keys = await app[keys.STORE].prune_upload_keys(now_ms())
+            if journal or events or upload_keys:
+                log.info("pruned %d journal entries, %d events and %d idempotency keys",
+                         journal, events, upload_keys)
         except StoreError as exc:
             log.warning("prune skipped: %s", exc)
 
@@ -79,6 +81,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.METRICS] = Metrics()
     app[keys.INFLIGHT] = InFlight()
     app[keys.EVENT_LISTENERS] = []
+    app[keys.UNCERTAIN_COMMIT_LISTENERS] = []
     app[keys.READINESS_CHECKS] = []
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(prune_ctx)
@@ -97,7 +100,8 @@ def _setup_cors(app: web.Application, settings: Settings) -> None:
     # Auth is by token, never by cookie, so credentials stay off and "*" is safe.
     options = aiohttp_cors.ResourceOptions(
         allow_credentials=False,
-        allow_headers=("Authorization", "Content-Type"),
+        allow_headers=("Authorization", "Content-Type", "Idempotency-Key"),
+        expose_headers=("Idempotent-Replayed",),
         allow_methods=("GET", "POST"),
         max_age=3600,
     )

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
@@ -20,6 +22,16 @@ CHANNEL = "nacritan:feed"
 PUBLISH_QUEUE = 10_000
 RECONNECT_MIN_SECONDS = 0.2
 RECONNECT_MAX_SECONDS = 2.0
+# Bound on every command and handshake: a Redis that accepts connections and answers
+# nothing must fail fast instead of holding the publisher or a reconnect forever.
+COMMAND_TIMEOUT_SECONDS = 2.0
+# The subscription pings Redis this often and counts it hung when nothing at all (a
+# message, a subscribe confirmation, a pong) has come back for HUNG_AFTER_SECONDS.
+# redis-py's own health check swallows its pongs, so it cannot tell us that.
+LIVENESS_PING_SECONDS = 1.0
+HUNG_AFTER_SECONDS = 3.0
+LIVENESS_MESSAGE = "nacritan-liveness"
+READ_SLICE_SECONDS = 0.5
 
 Hint = Callable[[int, int, str], None]
 
@@ -49,10 +61,6 @@ class LocalBus:
     def publish(self, guild_id: int, seq: int, epoch: str) -> None:
         """Nothing to do: the upload path handed the event to the feed already."""
 
-    def readiness(self) -> str | None:
-        """Always ready."""
-        return None
-
     async def start(self) -> None:
         """Nothing to start."""
 
@@ -63,7 +71,7 @@ class LocalBus:
 class RedisBus:
     """Publishes commits to, and hears other replicas' commits from, one Redis channel."""
 
-    def __init__(self, url: str, on_hint: Hint, on_change: Callable[[], None]) -> None:
+    def __init__(self, url: str, on_hint: Hint, on_change: Callable[[bool], None]) -> None:
         self._url = url
         self._on_hint = on_hint
         self._on_change = on_change
@@ -77,10 +85,6 @@ class RedisBus:
         """True while the subscription is established (hints arrive without polling)."""
         return self.subscribed
 
-    def readiness(self) -> str | None:
-        """A reason for /readyz while the subscription is down."""
-        return None if self.subscribed else "redis subscription not established"
-
     def publish(self, guild_id: int, seq: int, epoch: str) -> None:
         """Queue a hint for other replicas; never blocks or fails an upload."""
         with contextlib.suppress(asyncio.QueueFull):
@@ -89,8 +93,12 @@ class RedisBus:
 
     async def start(self) -> None:
         """Create the client and start the listener and publisher tasks."""
+        # No retries inside redis-py: `_listen` reconnects itself, and a publish that
+        # fails is only a hint lost (other replicas also poll).
         self._redis = aioredis.from_url(
-            self._url, socket_connect_timeout=2, socket_timeout=None, health_check_interval=10)
+            self._url, socket_connect_timeout=COMMAND_TIMEOUT_SECONDS,
+            socket_timeout=COMMAND_TIMEOUT_SECONDS, health_check_interval=5,
+            retry=Retry(NoBackoff(), 0))
         self._tasks = [asyncio.create_task(self._listen(), name="redis-bus-listen"),
                        asyncio.create_task(self._publish(), name="redis-bus-publish")]
 
@@ -109,8 +117,11 @@ class RedisBus:
     def _set_subscribed(self, value: bool) -> None:
         if value != self.subscribed:
             self.subscribed = value
-            log.info("redis subscription %s", "established" if value else "lost")
-            self._on_change()
+            if value:
+                log.info("redis subscription established")
+            else:
+                log.warning("redis subscription lost: the feed polls the database meanwhile")
+            self._on_change(value)
 
     async def _listen(self) -> None:
         assert self._redis is not None
@@ -121,26 +132,44 @@ class RedisBus:
             pubsub = self._redis.pubsub()
             try:
                 await pubsub.subscribe(CHANNEL)
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is None:
-                        continue
-                    if message["type"] == "subscribe":
-                        self._set_subscribed(True)
-                        delay = RECONNECT_MIN_SECONDS
-                    elif message["type"] == "message":
-                        hint = decode_hint(message["data"])
-                        if hint is not None:
-                            self._on_hint(*hint)
-            except (RedisError, OSError) as exc:
+                await self._receive(pubsub)
+            except (RedisError, OSError, TimeoutError) as exc:
                 if self.subscribed:
-                    log.warning("redis subscription failed: %s", exc)
+                    log.warning("redis subscription failed: %s", exc or type(exc).__name__)
             finally:
+                if self.subscribed:
+                    delay = RECONNECT_MIN_SECONDS  # it worked: reconnect quickly
                 self._set_subscribed(False)
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
+                # Closing a connection to a hung server must not hang too.
+                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                    async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
+                        await pubsub.aclose()
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+
+    async def _receive(self, pubsub: aioredis.client.PubSub) -> None:
+        """Hand hints over until the connection fails or Redis stops answering."""
+        loop = asyncio.get_running_loop()
+        heard = next_ping = loop.time()
+        while True:
+            now = loop.time()
+            if now - heard > HUNG_AFTER_SECONDS:
+                raise TimeoutError(f"redis answered nothing for {now - heard:.1f} s")
+            if now >= next_ping:
+                # Sent on the subscription's own connection: its pong proves that
+                # connection (not just some other) still works.
+                await pubsub.ping(LIVENESS_MESSAGE)
+                next_ping = now + LIVENESS_PING_SECONDS
+            message = await pubsub.get_message(timeout=READ_SLICE_SECONDS)
+            if message is None:
+                continue
+            heard = loop.time()
+            if message["type"] == "subscribe":
+                self._set_subscribed(True)
+            elif message["type"] == "message":
+                hint = decode_hint(message["data"])
+                if hint is not None:
+                    self._on_hint(*hint)
 
     async def _publish(self) -> None:
         assert self._redis is not None
@@ -148,6 +177,6 @@ class RedisBus:
             payload = await self._outbox.get()
             try:
                 await self._redis.publish(CHANNEL, payload)
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, TimeoutError) as exc:
                 # Other replicas poll while their subscription is down; nothing to retry.
                 log.debug("redis publish failed: %s", exc)

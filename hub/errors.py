@@ -8,11 +8,13 @@ import msgspec
 from aiohttp import web
 
 from parsers import ParseError
-from storage import StoreError, StoreUnavailable
+from storage import CommitUncertain, IdempotencyKeyReused, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+COMMIT_UNCERTAIN_MESSAGE = ("the database did not confirm the commit: the upload may or may not "
+                            "have been stored; retry with the same Idempotency-Key")
 
 
 class HubError(Exception):
@@ -147,9 +149,21 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except ParseError as exc:
         status = 400 if exc.code == "invalid_json" else 422
         return error_response(status, exc.code, exc.message, exc.path, legacy=legacy)
+    except IdempotencyKeyReused as exc:
+        return error_response(422, "idempotency_key_reused", str(exc), "Idempotency-Key",
+                              legacy=legacy)
+    except CommitUncertain as exc:
+        # Only the answer to COMMIT was lost: saying "nothing stored" here would be a lie
+        # that makes a retry store the upload twice.
+        log.warning("database did not confirm a commit on %s %s: %s",
+                    request.method, request.path, exc)
+        return error_response(503, "storage_unavailable", COMMIT_UNCERTAIN_MESSAGE,
+                              legacy=legacy, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     except StoreUnavailable as exc:
         log.warning("database unavailable: %s", exc)
-        return error_response(503, "storage_unavailable", "database unavailable, retry later",
+        message = ("database unavailable, nothing was stored; retry later"
+                   if request.method == "POST" else "database unavailable, retry later")
+        return error_response(503, "storage_unavailable", message,
                               legacy=legacy, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     except StoreError:
         log.exception("database error on %s %s", request.method, request.path)

@@ -20,9 +20,10 @@ import msgspec
 from hub import feed_protocol as proto
 from hub.clock import now_ms
 from hub.settings import Settings
+from hub.snapshots import Snapshots
 from storage import Store, StoreError
 from storage.merge import EntityKey, entity_key, hex_distance
-from storage.model import Area, EntityState, Event, State
+from storage.model import Area, EntityState, Event
 from storage.store import iter_entities
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,60 @@ class GuildFeed:
                 await self.task
 
 
+class UncertainCommits:
+    """Guilds with an upload whose COMMIT went unanswered, read again once the database
+    answers, so that an upload that did commit is delivered (and announced to the other
+    replicas) right away instead of at the next routine poll.
+
+    The head is read a few times, `retry` apart: a server that resumes after a stall may
+    apply the orphaned COMMIT just after it answers the first read.
+    """
+
+    READS = 3
+
+    def __init__(self, store: Store, on_head: Callable[[int, int, str], None],
+                 retry: float) -> None:
+        self._store = store
+        self._on_head = on_head
+        self._retry = retry
+        self._unsettled: set[int] = set()
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+
+    def add(self, guild_id: int) -> None:
+        """An upload of this guild may or may not have committed."""
+        self._unsettled.add(guild_id)
+        if guild_id not in self._tasks:
+            self._tasks[guild_id] = asyncio.create_task(
+                self._settle(guild_id), name=f"feed-settle-{guild_id}")
+
+    async def _settle(self, guild_id: int) -> None:
+        try:
+            while guild_id in self._unsettled:
+                self._unsettled.discard(guild_id)
+                reads = 0
+                while reads < self.READS:
+                    try:
+                        epoch, seq = await self._store.feed_head(guild_id)
+                    except StoreError:
+                        await asyncio.sleep(self._retry)
+                        continue
+                    self._on_head(guild_id, seq, epoch)
+                    reads += 1
+                    if reads < self.READS:
+                        await asyncio.sleep(self._retry)
+        finally:
+            self._tasks.pop(guild_id, None)
+
+    async def close(self) -> None:
+        """Stop every pending read."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 class Feed:
     """All guild feeds of this replica: subscribe, unsubscribe, and hints in."""
 
@@ -254,6 +309,7 @@ class Feed:
         self._settings = settings
         self._guilds: dict[int, GuildFeed] = {}
         self._poll_now = asyncio.Event()
+        self._snapshots = Snapshots(store, settings.snapshot_builds)
         self.bus_healthy: Callable[[], bool] = lambda: True
 
     # -- hints in ----------------------------------------------------------------
@@ -314,12 +370,8 @@ class Feed:
         return oldest is not None and oldest <= since + 1
 
     async def send_snapshot(self, sub: Subscription) -> None:
-        """Send the state of the guild (or area) and the live events after it."""
-        state: State = await self._store.read_state(sub.guild_id, sub.area or WHOLE_MAP, now_ms())
-        if sub.area is not None:
-            sub.seed(list(iter_entities(state)))
-        sub.last_seq = state.seq
-        await sub.sink.send_paced(proto.snapshot_frame(sub.sub_id, state))
+        """Send the state of the guild (or area), in parts when large, then the live events."""
+        sub.last_seq = await self._snapshots.send(sub, sub.area or WHOLE_MAP, now_ms())
         self._go_live(sub)
 
     async def replay(self, sub: Subscription, since: int) -> None:

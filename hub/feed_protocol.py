@@ -164,3 +164,23 @@ def snapshot_frame(subscription: int, state: State) -> bytes:
     """The state a subscription starts from, tagged with the seq it reflects."""
     return (b'{"type":"snapshot","subscription":%d,"recovered":false,' % subscription
             + _encode(state)[1:])
+
+
+# The lists of a snapshot, in the order a snapshot message carries them.
+SNAPSHOT_LISTS: Final = ("tiles", "players", "monsters", "places", "resources", "objects")
+
+
+def snapshot_header(now: int, area: Any, seq: int, epoch: str) -> bytes:
+    """The fields every part of one snapshot repeats (`snapshot_part_frame`)."""
+    return _encode({"now": now, "area": area, "seq": seq, "epoch": epoch})[1:-1]
+
+
+def snapshot_part_frame(subscription: int, part: int, more: bool, header: bytes,
+                        rows_list: str | None = None, encoded_rows: bytes = b"[]") -> bytes:
+    """One part of a snapshot too large for one message: the rows of one list (already
+    encoded as a JSON array, once for every subscriber), the other lists empty; the
+    client adds the parts together until the one with `more: false`."""
+    lists = b",".join(b'"%s":%s' % (name.encode(), encoded_rows if name == rows_list else b"[]")
+                      for name in SNAPSHOT_LISTS)
+    return (b'{"type":"snapshot","subscription":%d,"recovered":false,"part":%d,"more":%s,'
+            % (subscription, part, b"true" if more else b"false") + header + b"," + lists + b"}")

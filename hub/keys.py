@@ -36,7 +36,11 @@ ALERTS: web.AppKey[Alerts] = web.AppKey("alerts")
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple)
 # Called with each committed upload's event; the live feed registers itself here.
 EVENT_LISTENERS = web.AppKey("event_listeners", list[EventListener])
-# Extra readiness checks (e.g. the feed's Redis subscription): each returns a reason or None.
+# Called with the guild of an upload whose COMMIT went unanswered: the live feed then
+# reads the guild's head as soon as the database answers, and announces what it finds.
+UNCERTAIN_COMMIT_LISTENERS = web.AppKey("uncertain_commit_listeners", list[Callable[[int], None]])
+# Extra readiness checks, each returning a reason or None. Only what serving needs
+# belongs here: Redis does not (delivery falls back to polling without it).
 READINESS_CHECKS = web.AppKey("readiness_checks", list[Callable[[], str | None]])
 
 # The live feed (hub/feed.py) and the open websockets, closed with 1001 on shutdown.

@@ -9,6 +9,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -35,6 +36,12 @@ class Metrics:
         self.events_delivered = Counter(
             "nacritan_events_sent_total", "Feed messages queued to websockets",
             registry=self.registry)
+        # Redis only carries hints between replicas (delivery falls back to polling), so
+        # its state is reported here and in the log, never in /readyz.
+        self.redis_subscribed = Gauge(
+            "nacritan_redis_subscribed",
+            "1 while the feed's Redis subscription is established, 0 while it is down "
+            "or Redis is not configured", registry=self.registry)
 
         # Alerts by rule kind (never by webhook: webhooks are secrets).
         self.alerts_fired = Counter(

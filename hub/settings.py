@@ -99,6 +99,11 @@ class Settings:
     trusted_proxies: Annotated[tuple[str, ...], _about(
         "comma-separated addresses or CIDRs of proxies whose `X-Forwarded-For` is believed",
         "10.0.0.0/8,127.0.0.1")] = ("127.0.0.1", "::1")
+    # Snapshot pages (read and encoded) in progress at once in this process, whatever the
+    # number of subscribers waiting for one: bounds their share of the pool and the loop.
+    snapshot_builds: Annotated[int, Meta(ge=1), _about(
+        "snapshot pages read and encoded at once per process, whatever the number of "
+        "subscribers waiting", "2")] = 2
     body_timeout: Annotated[PositiveSeconds, _about(
         "seconds an upload's body may take to arrive in full (408 after)", "30")] = 30.0
     auth_failures_per_minute: Annotated[int, Meta(ge=0), _about(

@@ -17,7 +17,7 @@ from hub.auth import token_from_header
 from hub.bus import LocalBus, RedisBus
 from hub.clock import now_ms
 from hub.errors import Forbidden, Unauthorized
-from hub.feed import Feed, Subscription
+from hub.feed import Feed, Subscription, UncertainCommits
 from hub.metrics import Metrics
 from hub.settings import Settings
 from storage import StoreError
@@ -32,6 +32,9 @@ CLOSE_TIMEOUT_SECONDS = 5.0
 CLOSE_POLL_SECONDS = 0.1
 # Floor of the interval between checks that open feeds' tokens are still live.
 MIN_REVOCATION_CHECK_SECONDS = 0.5
+# A connection whose queue is over half full and whose writer has not finished a frame
+# for this long belongs to a client that does not read: it is closed with CLOSE_SLOW.
+WRITER_STALL_SECONDS = 10.0
 
 
 async def close_or_drop(ws: web.WebSocketResponse, transport: asyncio.Transport | None,
@@ -71,7 +74,9 @@ class Connection:
 
     `send` never waits: a connection whose queue is full (by messages or bytes) is closed
     with CLOSE_SLOW instead, so one slow client never slows anyone else. Snapshots and
-    replays use `send_paced`, which waits for room instead (they are sent once, on demand).
+    replays use `send_paced`, which waits for room instead (they are sent once, on demand),
+    and the read loop waits for room (`wait_for_room`) before each command, so a client
+    that pipelines commands is answered at the pace it reads.
     """
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None,
@@ -85,17 +90,28 @@ class Connection:
         self._queue: deque[tuple[bytes, bool]] = deque()
         self._counted = 0
         self._bytes = 0
+        # Bytes of paced frames (snapshot parts, replays): bounded by the same budget.
+        self._paced_bytes = 0
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
         self._closing: tuple[int, str] | None = None
         self._closer: asyncio.Task[None] | None = None
+        # When the writer last finished a frame: a queue that is over half full and has
+        # not moved for WRITER_STALL_SECONDS means the client is not reading at all.
+        self._progress_at = asyncio.get_running_loop().time()
         self._writer = asyncio.create_task(self._write_forever(), name="ws-writer")
 
     @property
     def closed(self) -> bool:
         """Closing or closed: nothing more will be sent."""
         return self._closing is not None or self.ws.closed
+
+    def _has_room(self) -> bool:
+        # At most half full, by counted messages, by all frames, and by bytes.
+        return (self._counted * 2 <= self._max_messages
+                and len(self._queue) <= self._max_messages
+                and (self._bytes + self._paced_bytes) * 2 <= self._max_bytes)
 
     def send(self, data: bytes) -> None:
         """Queue a message; a full queue closes the connection as a slow consumer."""
@@ -104,24 +120,37 @@ class Connection:
         # One message larger than the byte limit still goes through an empty queue.
         if self._counted >= self._max_messages or (
                 self._counted and self._bytes + len(data) > self._max_bytes):
-            self._metrics.ws_slow_closed.inc()
-            log.info("closing a slow websocket (%d messages, %d bytes queued)",
-                     self._counted, self._bytes)
-            self.kick(proto.CLOSE_SLOW, "slow consumer, resume with since")
+            self._close_slow()
             return
         self._counted += 1
         self._bytes += len(data)
         self._queue.append((data, True))
         self._wake.set()
 
+    def _close_slow(self) -> None:
+        self._metrics.ws_slow_closed.inc()
+        log.info("closing a slow websocket (%d messages, %d bytes queued)",
+                 len(self._queue), self._bytes + self._paced_bytes)
+        self.kick(proto.CLOSE_SLOW, "slow consumer, resume with since")
+
+    async def wait_for_room(self) -> None:
+        """Return once the queue is at most half full; close as slow if it stops moving."""
+        loop = asyncio.get_running_loop()
+        waiting_since = loop.time()
+        while not self.closed and not self._has_room():
+            self._room.clear()
+            stalled_for = loop.time() - max(self._progress_at, waiting_since)
+            if stalled_for >= WRITER_STALL_SECONDS:
+                self._close_slow()
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), WRITER_STALL_SECONDS - stalled_for)
+
     async def send_paced(self, data: bytes) -> None:
         """Queue a message once the queue is at most half full (snapshot, replay)."""
-        while not self.closed and (self._counted * 2 > self._max_messages
-                                   or self._bytes * 2 > self._max_bytes
-                                   or len(self._queue) > self._max_messages):
-            self._room.clear()
-            await self._room.wait()
+        await self.wait_for_room()
         if not self.closed:
+            self._paced_bytes += len(data)
             self._queue.append((data, False))
             self._wake.set()
 
@@ -131,7 +160,7 @@ class Connection:
             return
         self._closing = (code, reason)
         self._queue.clear()
-        self._counted = self._bytes = 0
+        self._counted = self._bytes = self._paced_bytes = 0
         self._room.set()
         # The writer may be stuck waiting for a client that does not read: cancel it
         # (a frame is written whole before any wait) and close from a fresh task.
@@ -144,6 +173,7 @@ class Connection:
         await close_or_drop(self.ws, self._transport, code, reason, self._close_grace)
 
     async def _write_forever(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 await self._wake.wait()
@@ -153,9 +183,12 @@ class Connection:
                     if counted:
                         self._counted -= 1
                         self._bytes -= len(data)
-                    if len(self._queue) <= self._max_messages // 2:
+                    else:
+                        self._paced_bytes -= len(data)
+                    if self._has_room():
                         self._room.set()
                     await self.ws.send_frame(data, WSMsgType.TEXT)
+                    self._progress_at = loop.time()
                     if counted:
                         self._metrics.events_delivered.inc()
         except (ConnectionError, RuntimeError) as exc:
@@ -205,6 +238,11 @@ class Session:
         try:
             async for message in self.ws:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    # Pipelined commands are answered at the pace the client reads:
+                    # aiohttp hands over buffered messages without ever yielding, so
+                    # without this wait the writer would not run until the queue
+                    # overflowed.
+                    await self.conn.wait_for_room()
                     await self.handle(message.data)
         finally:
             for task in self.catch_ups.values():
@@ -233,7 +271,11 @@ class Session:
             self.conn.send(error_reply(exc, command_id))
 
     async def subscribe(self, command: Any) -> None:
-        """Register the subscription, then catch it up in the background."""
+        """Register the subscription and answer, then catch it up in the background.
+
+        The result is sent before the next command is read (commands are answered one
+        by one, in order); only the snapshot or replay runs in the background.
+        """
         if command.since is not None and command.epoch is None:
             raise proto.CommandError(proto.ERR_INVALID_FORMAT,
                                      "`since` needs the `epoch` it was read in", command.id)
@@ -249,26 +291,27 @@ class Session:
             max_bytes=self.settings.ws_queue_bytes)
         self._next_sub += 1
         self.subs[sub.sub_id] = sub
-        self.catch_ups[sub.sub_id] = asyncio.create_task(self._catch_up(command, sub))
-
-    async def _catch_up(self, command: Any, sub: Subscription) -> None:
-        answered = False
         try:
             recovered = await self.feed.start(sub, command.since, command.epoch)
-            self.conn.send(proto.result(command.id, {"subscription": sub.sub_id,
-                                                     "recovered": recovered}))
-            answered = True
-            if recovered:
-                await self.feed.replay(sub, command.since)
+        except Exception:
+            self.subs.pop(sub.sub_id, None)
+            await self.feed.stop(sub)
+            raise
+        self.conn.send(proto.result(command.id, {"subscription": sub.sub_id,
+                                                 "recovered": recovered}))
+        self.catch_ups[sub.sub_id] = asyncio.create_task(
+            self._catch_up(sub, command.since if recovered else None))
+
+    async def _catch_up(self, sub: Subscription, since: int | None) -> None:
+        try:
+            if since is not None:
+                await self.feed.replay(sub, since)
             else:
                 await self.feed.send_snapshot(sub)
         except Exception as exc:
-            if answered:
-                # The client was told it is subscribed: make it reconnect and resume.
-                log.warning("subscription catch-up failed: %s", exc)
-                self.conn.kick(WSCloseCode.TRY_AGAIN_LATER, "catch-up failed, resume with since")
-            else:
-                self.conn.send(error_reply(exc, command.id))
+            # The client was told it is subscribed: make it reconnect and resume.
+            log.warning("subscription catch-up failed: %s", exc)
+            self.conn.kick(WSCloseCode.TRY_AGAIN_LATER, "catch-up failed, resume with since")
             self.subs.pop(sub.sub_id, None)
             await self.feed.stop(sub)
         finally:
@@ -405,9 +448,13 @@ async def feed_ctx(app: web.Application) -> AsyncIterator[None]:
     feed = Feed(app[keys.STORE], settings)
     bus: LocalBus | RedisBus
     if settings.redis:
-        redis_bus = RedisBus(settings.redis, feed.hint, feed.poll_soon)
-        app[keys.READINESS_CHECKS].append(redis_bus.readiness)
-        bus = redis_bus
+        metrics = app[keys.METRICS]
+
+        def on_bus_change(subscribed: bool) -> None:
+            metrics.redis_subscribed.set(1 if subscribed else 0)
+            feed.poll_soon()
+
+        bus = RedisBus(settings.redis, feed.hint, on_bus_change)
     else:
         bus = LocalBus()
     feed.bus_healthy = lambda: bus.healthy
@@ -418,6 +465,13 @@ async def feed_ctx(app: web.Application) -> AsyncIterator[None]:
         bus.publish(event.guild_id, event.seq, event.epoch)
 
     app[keys.EVENT_LISTENERS].append(on_event)
+
+    def on_head(guild_id: int, seq: int, epoch: str) -> None:
+        feed.hint(guild_id, seq, epoch)
+        bus.publish(guild_id, seq, epoch)
+
+    uncertain = UncertainCommits(app[keys.STORE], on_head, settings.poll_interval)
+    app[keys.UNCERTAIN_COMMIT_LISTENERS].append(uncertain.add)
     await bus.start()
     poller = asyncio.create_task(feed.poll_forever(), name="feed-poller")
     revocations = asyncio.create_task(_close_revoked_forever(app), name="feed-revocations")
@@ -426,6 +480,7 @@ async def feed_ctx(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await uncertain.close()
     await bus.close()
     await feed.close()
 

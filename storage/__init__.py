@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from storage.errors import (
     AmbiguousToken,
+    CommitUncertain,
     DatabaseUnusable,
+    DuplicateUpload,
+    IdempotencyKeyReused,
     StoreError,
     StoreUnavailable,
     TokenNotFound,
@@ -29,9 +32,12 @@ async def open_store(url: str | DatabaseUrl, *, query_timeout: float = DEFAULT_T
 
 __all__ = [
     "AmbiguousToken",
+    "CommitUncertain",
     "DatabaseUnusable",
     "DatabaseUrl",
     "DatabaseUrlError",
+    "DuplicateUpload",
+    "IdempotencyKeyReused",
     "Store",
     "StoreError",
     "StoreUnavailable",

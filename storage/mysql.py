@@ -15,7 +15,7 @@ from pymysql.constants import CLIENT
 
 from storage.backend import Dialect, Plan, Row, Statement
 from storage.dialects import MySQLDialect
-from storage.errors import StoreError, StoreUnavailable
+from storage.errors import CommitUncertain, StoreError, StoreUnavailable
 from storage.url import DatabaseUrl, DatabaseUrlError
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,9 @@ class MySQLBackend:
     async def write(self, work: Callable[[_MySQLTx], Awaitable[T]]) -> T:
         """Run `work` in one transaction, rerunning it after a deadlock (bounded)."""
         for attempt in range(1, _WRITE_ATTEMPTS + 1):
+            # Once COMMIT is sent, a failure to hear back says nothing about the outcome:
+            # the server may commit it and only the answer was lost.
+            committing = False
             try:
                 async with asyncio.timeout(self._timeout), \
                         self._connection() as conn:
@@ -138,6 +141,7 @@ class MySQLBackend:
                     try:
                         async with conn.cursor() as cursor:
                             result = await work(_MySQLTx(cursor))
+                        committing = True
                         await conn.commit()
                         return result
                     except asyncio.CancelledError:
@@ -152,8 +156,13 @@ class MySQLBackend:
                                 conn.close()
                         raise
             except TimeoutError as exc:
+                if committing:
+                    raise CommitUncertain("database did not confirm the commit in time") from exc
                 raise StoreUnavailable("database did not answer in time") from exc
             except pymysql.err.Error as exc:
+                if committing and isinstance(exc, (pymysql.err.OperationalError,
+                                                   pymysql.err.InterfaceError)):
+                    raise CommitUncertain(f"connection lost during commit: {exc}") from exc
                 code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
                 if code in _RETRYABLE and attempt < _WRITE_ATTEMPTS:
                     log.info("transaction rolled back (%s), retry %d", code, attempt)

@@ -13,7 +13,7 @@ import msgspec
 
 from parsers import GroupMember, Profile, Tile
 from storage.backend import Backend, Row, Statement, Tx
-from storage.errors import AmbiguousToken, TokenNotFound
+from storage.errors import AmbiguousToken, DuplicateUpload, IdempotencyKeyReused, TokenNotFound
 from storage.merge import (
     KINDS,
     EntityKey,
@@ -75,6 +75,12 @@ _PROFILE_SQL_COLUMNS = ", ".join(
     for c in PROFILE_COLUMNS
 )
 _TILE_COLUMNS = ("guild_id", "x", "y", "terrain", "seen_at", "seen_by")
+_UPLOAD_KEY_COLUMNS = ("guild_id", "member", "idempotency_key", "kind", "body_sha256", "status",
+                       "seq", "created_at")
+# How long an idempotency key answers for its upload (docs/api.md promises 10 minutes).
+UPLOAD_KEY_TTL_MS = 10 * 60_000
+# The status a stored upload answered, repeated to its retries.
+STORED_STATUS = 200
 
 
 def hash_token(token: str) -> str:
@@ -259,9 +265,36 @@ class Store:
         ]
 
     async def _journal_and_event(self, tx: Tx, member: Member, kind: str, body: bytes,
-                                 event: Event) -> None:
+                                 event: Event, key: str | None) -> None:
         for statement in self._journal_and_event_statements(member, kind, body, event):
             await tx.execute(*statement)
+        if key is not None:
+            await tx.execute(*self._upload_key_statement(member, key, kind, body, event))
+
+    # Idempotency keys are read after the feed row is locked: one guild's uploads then
+    # run one after another, so a repeated key always finds the first upload's row
+    # (READ COMMITTED reads the latest commit) and no two uploads can both claim it.
+
+    def _upload_key_lookup(self, member: Member, key: str, now: int) -> Statement:
+        return (self._d.sql("SELECT kind, body_sha256, status, seq FROM upload_keys "
+                            "WHERE guild_id = %s AND member = %s AND idempotency_key = %s "
+                            "AND created_at >= %s"),
+                (member.guild_id, member.name, key, now - UPLOAD_KEY_TTL_MS))
+
+    def _upload_key_statement(self, member: Member, key: str, kind: str, body: bytes,
+                              event: Event) -> Statement:
+        # An upsert: a key past its lifetime may still be there until the next prune.
+        return (self._d.upsert("upload_keys", _UPLOAD_KEY_COLUMNS,
+                               ("guild_id", "member", "idempotency_key"),
+                               _UPLOAD_KEY_COLUMNS[3:], 1),
+                (member.guild_id, member.name, key, kind, _body_digest(body), STORED_STATUS,
+                 event.seq, event.at))
+
+    async def _check_upload_key(self, tx: Tx, member: Member, key: str | None, kind: str,
+                                body: bytes, now: int) -> None:
+        if key is not None:
+            _refuse_repeat(await tx.fetchall(*self._upload_key_lookup(member, key, now)),
+                           kind, body)
 
     def _known_entities_statement(self, kind: str, guild_id: int,
                                   box: tuple[int, int, int, int],
@@ -305,8 +338,13 @@ class Store:
                 else f"DELETE FROM {table.name}")
         return self._d.sql(f"{verb} WHERE guild_id = %s AND {where}"), [guild_id, *keys]
 
-    async def apply_view(self, member: Member, tiles: list[Tile], body: bytes, now: int) -> Event:
-        """Merge one view into the guild's state and record its event, atomically."""
+    async def apply_view(self, member: Member, tiles: list[Tile], body: bytes, now: int,
+                         key: str | None = None) -> Event:
+        """Merge one view into the guild's state and record its event, atomically.
+
+        With an idempotency `key` already used by this member for this view (within
+        UPLOAD_KEY_TTL_MS), nothing is written and DuplicateUpload says what it answered.
+        """
         guild_id = member.guild_id
         cells = [(t.x, t.y) for t in tiles]
         box = bounding_box(cells)
@@ -340,8 +378,14 @@ class Store:
              (guild_id, *box_params)),
             *(self._known_entities_statement(kind, guild_id, box, ids[kind]) for kind in KINDS),
         ]
+        if key is not None:
+            reads.append(self._upload_key_lookup(member, key, now))
 
         def plan(rows: list[list[Row]]) -> tuple[list[Statement], Event]:
+            if key is not None:
+                # Raised inside the transaction: it rolls back, seq increment included.
+                _refuse_repeat(rows[-1], "view", body)
+                rows = rows[:-1]
             _, head, terrain_rows, *entity_rows = rows
             epoch, seq = str(head[0][0]), int(head[0][1])
             terrain = {(x, y): t for x, y, t in terrain_rows}
@@ -375,15 +419,19 @@ class Store:
                 left=[g for kind in KINDS for g in merged.gone[kind]],
             )
             writes += self._journal_and_event_statements(member, "view", body, event)
+            if key is not None:
+                writes.append(self._upload_key_statement(member, key, "view", body, event))
             return writes, event
 
         return await self.backend.read_then_write(reads, plan)
 
     async def _update_players(self, tx: Tx, member: Member, kind: str,
-                              rows: Sequence[dict[str, Any]], now: int, body: bytes) -> Event:
+                              rows: Sequence[dict[str, Any]], now: int, body: bytes,
+                              key: str | None) -> Event:
         """Write profile or group rows of players, and the event saying what changed."""
         guild_id = member.guild_id
         epoch, seq = await self._next_seq(tx, guild_id)
+        await self._check_upload_key(tx, member, key, kind, body, now)
         ids = sorted(row["id"] for row in rows)
         before = await self._players_by_id(tx, guild_id, ids)
         columns = ("guild_id", *rows[0].keys())
@@ -410,7 +458,7 @@ class Store:
                 event.moved.append(state)
             else:
                 event.changed.append(state)
-        await self._journal_and_event(tx, member, kind, body, event)
+        await self._journal_and_event(tx, member, kind, body, event, key)
         return event
 
     async def _players_by_id(self, tx: Tx, guild_id: int,
@@ -421,8 +469,9 @@ class Store:
             [guild_id, *ids])
         return {row[0]: MemberProfile(*row) for row in rows}
 
-    async def apply_profile(self, member: Member, profile: Profile, body: bytes, now: int) -> Event:
-        """Record the uploader's own profile page."""
+    async def apply_profile(self, member: Member, profile: Profile, body: bytes, now: int,
+                            key: str | None = None) -> Event:
+        """Record the uploader's own profile page (`key` as for `apply_view`)."""
         c = profile.caracs
         row = {
             "id": profile.id, "name": profile.name, "level": profile.level, "race": profile.race,
@@ -434,13 +483,14 @@ class Store:
         }
 
         async def work(tx: Tx) -> Event:
-            return await self._update_players(tx, member, "profile", [row], now, body)
+            return await self._update_players(tx, member, "profile", [row], now, body, key)
 
         return await self.backend.write(work)
 
     async def apply_group(self, member: Member, group: list[GroupMember], body: bytes,
-                          now: int) -> Event:
-        """Record the hunting group: each listed player is updated, not the uploader."""
+                          now: int, key: str | None = None) -> Event:
+        """Record the hunting group: each listed player is updated, not the uploader
+        (`key` as for `apply_view`)."""
         rows = [
             {"id": g.id, "name": g.name, "race": g.race, "level": g.level, "pc": g.pc,
              "x": g.x, "y": g.y, "seen_at": now, "seen_by": member.name,
@@ -451,11 +501,12 @@ class Store:
         async def work(tx: Tx) -> Event:
             if not rows:
                 epoch, seq = await self._next_seq(tx, member.guild_id)
+                await self._check_upload_key(tx, member, key, "group", body, now)
                 event = Event(guild_id=member.guild_id, seq=seq, epoch=epoch, at=now,
                               by=member.name, kind="group")
-                await self._journal_and_event(tx, member, "group", body, event)
+                await self._journal_and_event(tx, member, "group", body, event, key)
                 return event
-            return await self._update_players(tx, member, "group", rows, now, body)
+            return await self._update_players(tx, member, "group", rows, now, body, key)
 
         return await self.backend.write(work)
 
@@ -501,6 +552,43 @@ class Store:
             players=entities["player"], monsters=entities["monster"], places=entities["place"],
             resources=entities["resource"], objects=entities["object"],
         )
+
+    async def read_state_pages(self, guild_id: int, area: Area,
+                               pages: Sequence[tuple[str, PageCursor | None]],
+                               limit: int) -> tuple[tuple[str, int],
+                                                    list[tuple[list[Any], PageCursor | None]]]:
+        """The feed head (epoch, seq), then pages of the guild's state over a hex disk, one
+        per (kind, cursor), read on one connection: each the next `limit` rows of that
+        kind after the cursor (None: from the start), in key order, with the cursor of
+        the next page (None: it was the last). The rows are at least as new as the head.
+
+        Kinds are "tile" and the entity kinds; rows are TileState or entity states. A
+        page may hold fewer rows than `limit` and still not be the last (rows outside
+        the disk but inside its bounding box are dropped).
+        """
+        where, box_params = _in_box(
+            (area.x - area.r, area.x + area.r, area.y - area.r, area.y + area.r))
+        out: list[tuple[list[Any], PageCursor | None]] = []
+        async with self.backend.read() as tx:
+            head = await tx.fetchall(
+                self._d.sql("SELECT epoch, last_seq FROM feeds WHERE guild_id = %s"), (guild_id,))
+            for kind, cursor in pages:
+                table = _PAGED_TABLES[kind]
+                sql = (f"SELECT {', '.join(table.columns)} FROM {table.name} "
+                       f"WHERE guild_id = %s AND {where}")
+                params: list[Any] = [guild_id, *box_params]
+                if cursor is not None:
+                    after, after_params = _after(table.key, cursor)
+                    sql += f" AND {after}"
+                    params += after_params
+                sql += f" ORDER BY {', '.join(table.key)} LIMIT %s"
+                rows = await tx.fetchall(self._d.sql(sql), [*params, limit])
+                key_at = [table.columns.index(c) for c in table.key]
+                following = (tuple(rows[-1][i] for i in key_at)
+                             if len(rows) == limit else None)
+                states = [table.state(*row) for row in rows]
+                out.append(([st for st in states if _in_area(area, st.x, st.y)], following))
+        return (str(head[0][0]), int(head[0][1])) if head else ("", 0), out
 
     async def read_guild_players(self, guild_id: int) -> list[MemberProfile]:
         """Players of the guild: seen wearing its guildId, or with a profile or group page."""
@@ -610,6 +698,16 @@ class Store:
 
         return await self.backend.write(work)
 
+    async def prune_upload_keys(self, now: int) -> int:
+        """Forget idempotency keys past their lifetime; returns how many."""
+
+        async def work(tx: Tx) -> int:
+            return await tx.execute(
+                self._d.sql("DELETE FROM upload_keys WHERE created_at < %s"),
+                (now - UPLOAD_KEY_TTL_MS,))
+
+        return await self.backend.write(work)
+
     async def ping(self) -> None:
         """Raise StoreError unless the database answers."""
         async with self.backend.read() as tx:
@@ -620,6 +718,43 @@ class Store:
         async with self.backend.read() as tx:
             rows = await tx.fetchall("SELECT migration_id FROM _yoyo_migration")
         return {str(row[0]) for row in rows}
+
+
+# A page's position in its table: the key of its last row.
+PageCursor = tuple[Any, ...]
+# Every kind of row a state holds, in the order snapshots send them.
+STATE_KINDS = ("tile", *KINDS)
+_PAGED_TABLES: dict[str, EntityTable] = {
+    "tile": EntityTable("tiles", ("x", "y", "terrain", "seen_at", "seen_by"), ("x", "y"),
+                        TileState),
+    **ENTITY_TABLES,
+}
+
+
+def _after(key: Sequence[str], values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """`key > values` for a composite key, spelled out so that both databases walk the
+    primary key's index from there (row-value comparisons are not always ranged)."""
+    first, *rest = key
+    if not rest:
+        return f"{first} > %s", [values[0]]
+    inner, inner_params = _after(rest, values[1:])
+    return f"({first} > %s OR ({first} = %s AND {inner}))", [values[0], values[0], *inner_params]
+
+
+def _body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _refuse_repeat(key_rows: list[Row], kind: str, body: bytes) -> None:
+    """Raise DuplicateUpload for a key already used for this upload, IdempotencyKeyReused
+    for a key used for another one; nothing for a new key."""
+    if not key_rows:
+        return
+    stored_kind, digest, status, seq = key_rows[0]
+    if stored_kind != kind or str(digest) != _body_digest(body):
+        raise IdempotencyKeyReused("this Idempotency-Key was used for a different upload "
+                                   "in the last 10 minutes")
+    raise DuplicateUpload(int(status), int(seq))
 
 
 def _map_state(profile: MemberProfile | None) -> PlayerState | None:

@@ -330,7 +330,7 @@ async def test_events_committed_during_catch_up_arrive_once(
     # Hold the catch-up between registering the live listener and reading the database
     # (the snapshot for a new subscription, the replay check for a resume), and commit
     # uploads meanwhile: they reach the subscription twice, live and from the database.
-    name = "oldest_event" if resume else "read_state"
+    name = "oldest_event" if resume else "read_state_pages"
     original = getattr(store, name)
     reached, release = asyncio.Event(), asyncio.Event()
 
