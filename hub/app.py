@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import aiohttp_cors
 from aiohttp import web
 
-from hub import keys, ops, reads, uploads, ws
+from hub import keys, ops, page, reads, uploads, ws
 from hub.auth import Authenticator, auth_middleware
 from hub.clock import now_ms
 from hub.errors import error_middleware
@@ -81,6 +81,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(reads.routes)
     app.router.add_get("/metrics", get_metrics)
     ws.setup_live_feed(app)
+    page.setup_page(app)
     _setup_cors(app, settings)
     return app
 
@@ -89,7 +90,7 @@ def _setup_cors(app: web.Application, settings: Settings) -> None:
     # Auth is by token, never by cookie, so credentials stay off and "*" is safe.
     options = aiohttp_cors.ResourceOptions(
         allow_credentials=False,
-        allow_headers=("Authorization", "Content-Type"),
+        allow_headers=("Authorization", "Content-Type", "Idempotency-Key"),
         allow_methods=("GET", "POST"),
         max_age=3600,
     )

@@ -12,8 +12,10 @@ from storage import Store
 from storage.model import Member
 from storage.store import hash_token
 
-# Routes anyone may call: probes, metrics, and the websocket (it authenticates in-band).
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/ws"})
+# Routes anyone may call: probes, metrics, the websocket (it authenticates in-band) and
+# the map page with its files (the page asks for the token itself).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/ws", "/"})
+PUBLIC_PREFIX = "/static/"
 _MAX_CACHED = 10_000
 
 
@@ -53,7 +55,8 @@ class Authenticator:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every route but the public ones needs a live token; the member goes on the request."""
-    if request.path not in PUBLIC_PATHS and request.method != "OPTIONS":
+    public = request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIX)
+    if not public and request.method != "OPTIONS":
         token = token_from_header(request.headers.get("Authorization"))
         if token is None:
             raise Unauthorized("missing token: send 'Authorization: Bearer <token>'")

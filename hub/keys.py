@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from hub.auth import Authenticator
     from hub.feed import Feed
     from hub.metrics import Metrics
+    from hub.page import PageAssets
     from hub.worldmap import WorldMapCache
     from hub.ws import Session
 
@@ -28,6 +29,8 @@ STORE = web.AppKey("store", Store)
 AUTH: web.AppKey[Authenticator] = web.AppKey("auth")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 WORLDMAP: web.AppKey[WorldMapCache] = web.AppKey("worldmap")
+# The map page's files, read once at start-up (hub/page.py).
+PAGE: web.AppKey[PageAssets] = web.AppKey("page")
 # Networks whose X-Forwarded-For header is believed (NACRITAN_TRUSTED_PROXIES).
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple)
 # Called with each committed upload's event; the live feed registers itself here.
