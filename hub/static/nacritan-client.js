@@ -53,7 +53,7 @@ async function hubError(response) {
 }
 
 /**
- * Open a client on the hub at `baseUrl` (e.g. "https://hub.example") with a member token.
+ * Open a client on the hub at `baseUrl` (its origin: the page's own, or the hub's address) with a token.
  * `onState({state, retryInMs, attempt, reason})` hears every change of the connection:
  * "connecting", "live", "reconnecting" (with the delay before the next attempt) and
  * "refused" (the token is unknown or revoked: the client stops), "closed".
