@@ -42,13 +42,32 @@ const MARKERS = {
 };
 const PRIORITY = ["member", "monster", "player", "place", "resource", "object"];
 
+const UNKNOWN_TERRAIN = ["#7f8c6a", "#8c7f6a", "#6a7f8c", "#8c6a7f", "#7a8c8c", "#8c8c6a"];
+
 function terrainColor(type) {
   const known = TERRAIN[String(type).toLowerCase()];
   if (known) return known;
   let h = 0;
   for (const ch of String(type)) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
-  return `hsl(${h % 360} 30% 50%)`;
+  return UNKNOWN_TERRAIN[h % UNKNOWN_TERRAIN.length];
 }
+
+function rgb(hex) {
+  const n = parseInt(hex.slice(1), 16);
+  return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
+}
+
+/** A colour faded over the background by alpha, as one little-endian RGBA pixel. */
+function pixel(hex, alpha) {
+  const [r, g, b] = rgb(hex);
+  const [br, bg, bb] = rgb(BACKGROUND);
+  const mix = (c, d) => Math.round(c * alpha + d * (1 - alpha));
+  return ((255 << 24) | (mix(b, bb) << 16) | (mix(g, bg) << 8) | mix(r, br)) >>> 0;
+}
+
+// Below this many device pixels per hex, terrain is written as pixel spans (tens of
+// thousands of hexes in a few milliseconds); above, each hex is one pre-drawn sprite.
+const SPAN_BELOW_PX = 14;
 
 export const MIN_SIZE = 3;
 export const MAX_SIZE = 60;
@@ -224,49 +243,133 @@ export class MapView {
     return { rMin: Math.floor(rTop), rMax: Math.ceil(rBottom), margin };
   }
 
-  _drawAll(now) {
-    const { ctx, dpr } = this;
+  /** A hex of one terrain and age, pre-drawn at the current size: one drawImage per hex. */
+  _sprite(type, age) {
     const size = this.camera.size;
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    if (this._spriteSize !== size || this._spriteDpr !== this.dpr) {
+      this._sprites = new Map();
+      this._spriteSize = size;
+      this._spriteDpr = this.dpr;
+    }
+    const key = `${type}|${age}`;
+    let sprite = this._sprites.get(key);
+    if (sprite) return sprite;
+    const scale = this.dpr;
+    const w = Math.ceil(Math.sqrt(3) * size * scale) + 2;
+    const h = Math.ceil(2 * size * scale) + 2;
+    const canvas = document.createElement("canvas");
+    canvas.width = w;
+    canvas.height = h;
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(scale, 0, 0, scale, w / 2, h / 2);
+    const path = new Path2D();
+    this._hexPath(path, 0, 0, corners(size));
     ctx.fillStyle = BACKGROUND;
-    ctx.fillRect(0, 0, this.width, this.height);
-    const corner = corners(size);
-    const fills = new Map();
-    const grid = new Path2D();
-    const marked = [];
-    const { rMin, rMax, margin } = this._visibleRange();
-    for (let r = rMin; r <= rMax; r++) {
-      const y = this._screen(0, r)[1];
-      const [qLeft] = this._axialAt(-margin, y);
-      const [qRight] = this._axialAt(this.width + margin, y);
-      for (let q = Math.floor(qLeft); q <= Math.ceil(qRight); q++) {
-        const id = hexId(q, r);
-        const tile = this.state.tiles.get(id);
-        if (tile === undefined && !this.state.byHex.has(id)) continue;
-        const [sx, sy] = this._screen(q, r);
-        if (tile !== undefined) {
-          const key = `${terrainColor(tile.type)}|${ageIndex(now - tile.seen_at)}`;
-          let path = fills.get(key);
-          if (!path) fills.set(key, (path = new Path2D()));
-          this._hexPath(path, sx, sy, corner);
-          if (size >= 6) this._hexPath(grid, sx, sy, corner);
-        }
-        if (this.state.byHex.has(id)) marked.push([q, r, sx, sy]);
-      }
-    }
-    for (const [key, path] of fills) {
-      const [color, age] = key.split("|");
-      ctx.globalAlpha = AGES[Number(age)].alpha;
-      ctx.fillStyle = color;
-      ctx.fill(path);
-    }
+    ctx.fill(path);
+    ctx.globalAlpha = AGES[age].alpha;
+    ctx.fillStyle = terrainColor(type);
+    ctx.fill(path);
     ctx.globalAlpha = 1;
     if (size >= 6) {
       ctx.strokeStyle = "rgba(0,0,0,0.28)";
-      ctx.lineWidth = 1;
-      ctx.stroke(grid);
+      ctx.lineWidth = 1 / scale;
+      ctx.stroke(path);
     }
-    for (const [q, r, sx, sy] of marked) this._drawMarkers(q, r, sx, sy, now);
+    sprite = { canvas, w, h };
+    this._sprites.set(key, sprite);
+    return sprite;
+  }
+
+  _stamp(tile, sx, sy, now) {
+    const sprite = this._sprite(tile.type, ageIndex(now - tile.seen_at));
+    const { ctx, dpr } = this;
+    ctx.drawImage(sprite.canvas, Math.round(sx * dpr - sprite.w / 2), Math.round(sy * dpr - sprite.h / 2));
+  }
+
+  /** Each pixel row of a hex at this size: [dy, half width], in device pixels. */
+  _spans() {
+    const s = this.camera.size * this.dpr;
+    if (this._spansFor === s) return this._spanRows;
+    const rows = [];
+    const half = (Math.sqrt(3) / 2) * s;
+    for (let dy = -Math.floor(s); dy <= Math.floor(s); dy++) {
+      const ay = Math.abs(dy);
+      const w = ay <= s / 2 ? half : half * (s - ay) / (s / 2);
+      if (w >= 0.5) rows.push([dy, Math.round(w - 0.5)]);
+    }
+    this._spansFor = s;
+    this._spanRows = rows;
+    return rows;
+  }
+
+  _drawAll(now) {
+    const { ctx, dpr } = this;
+    const size = this.camera.size;
+    const spans = size * dpr < SPAN_BELOW_PX;
+    const W = this.canvas.width;
+    const H = this.canvas.height;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    let buf = null;
+    let rows = null;
+    const colors = new Map();
+    if (spans) {
+      if (!this._image || this._image.width !== W || this._image.height !== H) {
+        this._image = ctx.createImageData(W, H);
+        this._pixels = new Uint32Array(this._image.data.buffer);
+      }
+      buf = this._pixels;
+      buf.fill(pixel(BACKGROUND, 1));
+      rows = this._spans();
+    } else {
+      ctx.fillStyle = BACKGROUND;
+      ctx.fillRect(0, 0, W, H);
+    }
+    // Screen position of hex (q, r): ox + kq * (q + r / 2), oy + kr * r (no allocation per hex).
+    const [camX, camY] = toPixel(this.camera.x, this.camera.y, size);
+    const ox = this.width / 2 - camX;
+    const oy = this.height / 2 - camY;
+    const kq = size * Math.sqrt(3);
+    const kr = size * 1.5;
+    const tiles = this.state.tiles;
+    const byHex = this.state.byHex;
+    const marked = [];
+    const { rMin, rMax, margin } = this._visibleRange();
+    for (let r = rMin; r <= rMax; r++) {
+      const sy = oy + kr * r;
+      const qLeft = Math.floor((-margin - ox) / kq - r / 2);
+      const qRight = Math.ceil((this.width + margin - ox) / kq - r / 2);
+      for (let q = qLeft; q <= qRight; q++) {
+        const id = q * 1024 + r; // hexId(q, r), inlined in the hottest loop
+        const tile = tiles.get(id);
+        const busy = byHex.has(id);
+        if (tile === undefined && !busy) continue;
+        const sx = ox + kq * (q + r / 2);
+        if (tile !== undefined) {
+          if (!spans) this._stamp(tile, sx, sy, now);
+          else {
+            const age = ageIndex(now - tile.seen_at);
+            let byAge = colors.get(tile.type);
+            if (byAge === undefined) colors.set(tile.type, (byAge = []));
+            let color = byAge[age];
+            if (color === undefined) color = byAge[age] = pixel(terrainColor(tile.type), AGES[age].alpha);
+            const cx = Math.round(sx * dpr);
+            const cy = Math.round(sy * dpr);
+            for (let i = 0; i < rows.length; i++) {
+              const y = cy + rows[i][0];
+              if (y < 0 || y >= H) continue;
+              const half = rows[i][1];
+              const x0 = cx - half < 0 ? 0 : cx - half;
+              const x1 = cx + half >= W ? W - 1 : cx + half;
+              if (x1 >= x0) buf.fill(color, y * W + x0, y * W + x1 + 1);
+            }
+          }
+        }
+        if (busy) marked.push(q, r, sx, sy);
+      }
+    }
+    if (spans) ctx.putImageData(this._image, 0, 0);
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    for (let i = 0; i < marked.length; i += 4) this._drawMarkers(marked[i], marked[i + 1], marked[i + 2], marked[i + 3], now);
   }
 
   _drawHex(id, now) {
@@ -276,26 +379,17 @@ export class MapView {
     const [sx, sy] = this._screen(q, r);
     if (sx < -size || sy < -size || sx > this.width + size || sy > this.height + size) return;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    const corner = corners(size + 0.5);
     const path = new Path2D();
-    this._hexPath(path, sx, sy, corner);
+    this._hexPath(path, sx, sy, corners(size + 0.5));
     ctx.save();
     ctx.clip(path);
     ctx.fillStyle = BACKGROUND;
     ctx.fill(path);
     const tile = this.state.tiles.get(id);
     if (tile !== undefined) {
-      const inner = new Path2D();
-      this._hexPath(inner, sx, sy, corners(size));
-      ctx.globalAlpha = AGES[ageIndex(now - tile.seen_at)].alpha;
-      ctx.fillStyle = terrainColor(tile.type);
-      ctx.fill(inner);
-      ctx.globalAlpha = 1;
-      if (size >= 6) {
-        ctx.strokeStyle = "rgba(0,0,0,0.28)";
-        ctx.lineWidth = 1;
-        ctx.stroke(inner);
-      }
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
+      this._stamp(tile, sx, sy, now);
+      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     }
     this._drawMarkers(q, r, sx, sy, now);
     ctx.restore();

@@ -136,13 +136,15 @@ def hub(page_backend: str, tmp_path: Path) -> Iterator[Hub]:
         drop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
+    """Sync Playwright runs an event loop in this thread while it lives: one module at a
+    time, so that the asyncio tests of other modules get the thread back."""
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """Debian's Chromium, headless; Playwright never downloads a browser here."""
     b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
