@@ -10,7 +10,7 @@ const TERRAIN = {
   "plaine": "#8fbf5a", "plaine fleurie": "#b7d77a", "forêt": "#2f7d3a", "foret": "#2f7d3a",
   "forêt dense": "#1f5a28", "montagne": "#8a7566", "colline": "#a4916b", "marais": "#4f6f55",
   "désert": "#e0cd86", "desert": "#e0cd86", "rivière": "#4a9fd8", "riviere": "#4a9fd8",
-  "eau": "#3b7fc4", "lac": "#3b7fc4", "mer": "#2c5f9e", "route": "#b9a58a", "pavé": "#9e9e9e",
+  "eau": "#3b7fc4", "océan": "#2c5f9e", "ocean": "#2c5f9e", "espace pavé": "#9e9e9e", "terre battue": "#b08a5a", "lac": "#3b7fc4", "mer": "#2c5f9e", "route": "#b9a58a", "pavé": "#9e9e9e",
   "ville": "#a1887f", "neige": "#eef2f5", "toundra": "#b8c4b0", "steppe": "#c9c27a", "lave": "#c2452d",
 };
 
