@@ -2,7 +2,7 @@
 
 import { connect } from "./nacritan-client.js";
 import { ALL, GuildState } from "./guild-state.js";
-import { distance } from "./hex.js";
+import { distance, hexId } from "./hex.js";
 import { MapView } from "./map-view.js";
 import { attachInput } from "./map-input.js";
 import { HexDetails, MembersPanel, StatusBar, fillAgeChoices, readFilters } from "./panels.js";
@@ -44,6 +44,7 @@ class MapPage {
     this.serverOffset = 0;
     this.frameWanted = false;
     this.panelsDirty = true;
+    this.detailsDirty = true;
     this.hover = null;
     this.selected = null;
     this.followed = null;
@@ -64,7 +65,7 @@ class MapPage {
       requestFrame: () => this.requestFrame(),
     });
     attachInput($("#overlay"), this.view, {
-      onHover: (hex) => { this.hover = hex; this.view.setHover(hex); this.panelsDirty = true; },
+      onHover: (hex) => { this.hover = hex; this.view.setHover(hex); this.detailsDirty = true; },
       onTap: (hex) => this.select(hex),
       onDrag: () => this.follow(null),
     });
@@ -79,9 +80,14 @@ class MapPage {
     $("#zoom-out").addEventListener("click", () => this.view.zoomAt(0.8));
 
     this.client = connect(location.origin, token, { onState: (s) => this.connectionChanged(s) });
-    this.ticker = setInterval(() => { this.members.tick(this.now()); }, 1000);
+    // Countdowns and "seen ... ago" move on with the clock.
+    this.ticker = setInterval(() => {
+      this.members.tick(this.now());
+      this.detailsDirty = true;
+      this.requestFrame();
+    }, 1000);
     // Ages cross their buckets as time passes: repaint the fading once a minute.
-    this.fader = setInterval(() => { this.view.redrawAll(); this.panelsDirty = true; }, 60000);
+    this.fader = setInterval(() => { this.view.redrawAll(); }, 60000);
     this.membersTimer = setInterval(() => this.loadMembers(), MEMBERS_REFRESH_MS);
     this.start();
   }
@@ -154,7 +160,6 @@ class MapPage {
   cameraMoved() {
     const cam = this.view.camera;
     localStorage.setItem(CAMERA_KEY, JSON.stringify({ x: cam.x, y: cam.y, size: cam.size }));
-    this.panelsDirty = true;
     const area = this.subscribedArea;
     if (!area || !this.subscription) return;
     const want = this.wantedArea();
@@ -170,6 +175,7 @@ class MapPage {
     this.view.invalidate(this.state.applySnapshot(snap));
     this.status.setLastUpdate(snap.now);
     this.panelsDirty = true;
+    this.detailsDirty = true;
     this.followMember();
   }
 
@@ -178,6 +184,8 @@ class MapPage {
     this.view.invalidate(dirty);
     this.status.setLastUpdate(ev.at);
     this.panelsDirty = true;
+    const shown = this.hover || this.selected;
+    if (shown && dirty.has(hexId(shown[0], shown[1]))) this.detailsDirty = true;
     this.followMember();
   }
 
@@ -189,10 +197,13 @@ class MapPage {
     requestAnimationFrame(() => {
       this.frameWanted = false;
       this.view.draw();
+      const now = this.now();
       if (this.panelsDirty) {
         this.panelsDirty = false;
-        const now = this.now();
         this.members.render(this.state.members(), now, this.followed);
+      }
+      if (this.detailsDirty) {
+        this.detailsDirty = false;
         const hex = this.hover || this.selected;
         this.details.show(hex, hex ? this.state.at(hex[0], hex[1]) : null, now, this.state.guild);
       }
@@ -202,7 +213,7 @@ class MapPage {
   select(hex) {
     this.selected = hex;
     this.view.setSelected(hex);
-    this.panelsDirty = true;
+    this.detailsDirty = true;
     this.requestFrame();
   }
 

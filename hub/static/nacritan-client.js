@@ -5,8 +5,8 @@
 export const MIN_RETRY_MS = 500;
 export const MAX_RETRY_MS = 20000;
 const UPLOAD_ATTEMPTS = 6;
-// Browsers cannot send websocket pings: a `ping` command unanswered this long means the
-// connection is dead although no close came (a half-open TCP connection).
+// Browsers cannot send websocket pings: a `ping` command unanswered this long (checked at
+// the next tick) means the connection is dead although no close came (half-open TCP).
 const PING_EVERY_MS = 20000;
 const PING_TIMEOUT_MS = 10000;
 const CLOSE_AUTH = 4001;
@@ -100,7 +100,7 @@ class Client {
     if (this._closed) return;
     this._setState(this._attempt === 0 ? "connecting" : "reconnecting", { retryInMs: 0, attempt: this._attempt });
     const socket = new this._Socket(this._wsUrl);
-    const conn = { socket, nextId: 1, pending: new Map(), bySubId: new Map(), live: false, lastPong: Date.now() };
+    const conn = { socket, nextId: 1, pending: new Map(), bySubId: new Map(), live: false, pingSentAt: null };
     this._socket = conn;
     socket.onmessage = (message) => this._receive(conn, message.data);
     socket.onclose = (close) => this._lost(conn, close.code, close.reason);
@@ -154,13 +154,18 @@ class Client {
     clearInterval(this._pingTimer);
     this._pingTimer = setInterval(() => {
       if (conn !== this._socket || !conn.live) return;
-      if (Date.now() - conn.lastPong > PING_EVERY_MS + PING_TIMEOUT_MS) {
-        conn.socket.close(4000, "ping timeout");
-        this._lost(conn, 1006, "ping timeout");
+      // Measured from the ping, not the last answer: a background tab's timers may run
+      // only once a minute, while its socket messages still arrive at once.
+      if (conn.pingSentAt !== null) {
+        if (Date.now() - conn.pingSentAt > PING_TIMEOUT_MS) {
+          conn.socket.close(4000, "ping timeout");
+          this._lost(conn, 1006, "ping timeout");
+        }
         return;
       }
+      conn.pingSentAt = Date.now();
       const id = this._send(conn, { type: "ping" });
-      conn.pending.set(id, () => { conn.lastPong = Date.now(); });
+      conn.pending.set(id, () => { conn.pingSentAt = null; });
     }, PING_EVERY_MS);
   }
 

@@ -13,6 +13,11 @@ function el(tag, className, text) {
   return node;
 }
 
+/** Change a node's text only when it differs: no DOM mutation for an unchanged value. */
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
 /** "12 s ago", "5 min ago", "3 h ago", "2 d ago". */
 export function formatAge(ms) {
   const s = Math.max(0, Math.round(ms / 1000));
@@ -125,24 +130,25 @@ export class MembersPanel {
       const row = this._row(m.name);
       row.member = m;
       const p = m.player;
-      row.level.textContent = p?.level != null ? `level ${p.level}` : "";
+      setText(row.level, p?.level != null ? `level ${p.level}` : "");
       if (p?.pv != null && p?.pv_max) {
         const ratio = Math.max(0, Math.min(1, p.pv / p.pv_max));
-        row.fill.style.width = `${Math.round(ratio * 100)}%`;
+        const width = `${Math.round(ratio * 100)}%`;
+      if (row.fill.style.width !== width) row.fill.style.width = width;
         row.fill.dataset.level = ratio > 0.6 ? "high" : ratio > 0.3 ? "mid" : "low";
-        row.hpText.textContent = `${p.pv}/${p.pv_max} HP`;
+        setText(row.hpText, `${p.pv}/${p.pv_max} HP`);
         row.bar.hidden = false;
       } else {
         row.bar.hidden = true;
-        row.hpText.textContent = "HP unknown";
+        setText(row.hpText, "HP unknown");
       }
       const placed = p?.x != null && p?.y != null;
-      row.pos.textContent = placed ? `${p.x}, ${p.y}` : "position unknown";
+      setText(row.pos, placed ? `${p.x}, ${p.y}` : "position unknown");
       row.pos.disabled = !placed;
       row.follow.disabled = !placed;
       const following = followed === m.name;
       row.follow.setAttribute("aria-pressed", String(following));
-      row.follow.textContent = following ? "following" : "follow";
+      setText(row.follow, following ? "following" : "follow");
       row.dla = parseGameDate(p?.dla);
       row.lastUpload = m.lastUpload;
       this._tick(row, now);
@@ -156,10 +162,10 @@ export class MembersPanel {
   }
 
   _tick(row, now) {
-    if (row.dla === null) row.turn.textContent = "next turn unknown";
-    else row.turn.textContent = row.dla > now ? `next turn in ${formatDuration(row.dla - now)}` : "turn open";
+    if (row.dla === null) setText(row.turn, "next turn unknown");
+    else setText(row.turn, row.dla > now ? `next turn in ${formatDuration(row.dla - now)}` : "turn open");
     const age = row.lastUpload === null ? null : now - row.lastUpload;
-    row.upload.textContent = age === null ? "no upload yet" : `last upload ${formatAge(age)}`;
+    setText(row.upload, age === null ? "no upload yet" : `last upload ${formatAge(age)}`);
     const stale = age === null || age > STALE_AFTER_MS;
     row.li.classList.toggle("stale", stale);
     row.li.dataset.stale = String(stale);
