@@ -54,6 +54,9 @@ class MapPage {
     this.matchIndex = 0;
 
     this.status = new StatusBar($("#conn-state"), $("#last-update"));
+    // The socket first: its handshake and auth overlap with building the rest of the page.
+    this.authenticated = new Promise((resolve) => { this.onAuthenticated = resolve; });
+    this.client = connect(location.origin, token, { onState: (s) => this.connectionChanged(s) });
     this.details = new HexDetails($("#hex-details"));
     this.members = new MembersPanel($("#members-list"), {
       onCentre: (m) => this.goTo(m.player.x, m.player.y),
@@ -79,7 +82,6 @@ class MapPage {
     $("#zoom-in").addEventListener("click", () => this.view.zoomAt(1.25));
     $("#zoom-out").addEventListener("click", () => this.view.zoomAt(0.8));
 
-    this.client = connect(location.origin, token, { onState: (s) => this.connectionChanged(s) });
     // Countdowns and "seen ... ago" move on with the clock.
     this.ticker = setInterval(() => {
       this.members.tick(this.now());
@@ -98,15 +100,21 @@ class MapPage {
 
   async start() {
     const camera = savedCamera();
-    if (camera) Object.assign(this.view.camera, { size: camera.size });
-    await this.loadMembers();
-    if (camera) this.view.centerOn(camera.x, camera.y);
-    else {
-      const members = this.state.members();
-      const mine = members.find((m) => m.name === this.client.member && m.player?.x != null)
-        || members.find((m) => m.player?.x != null);
-      if (mine) this.view.centerOn(mine.player.x, mine.player.y);
+    if (camera) {
+      // Where the member looked last time: subscribe there at once.
+      this.view.camera.size = camera.size;
+      this.view.centerOn(camera.x, camera.y);
+      this.subscribeAround();
+      return;
     }
+    // First visit: centre on the token's own player once the members are known (they
+    // are loaded as soon as the socket is authenticated).
+    await this.authenticated;
+    await this.membersLoading;
+    const members = this.state.members();
+    const mine = members.find((m) => m.name === this.client.member && m.player?.x != null)
+      || members.find((m) => m.player?.x != null);
+    if (mine) this.view.centerOn(mine.player.x, mine.player.y);
     this.subscribeAround();
   }
 
@@ -126,7 +134,8 @@ class MapPage {
     if (s.state === "live") {
       this.state.guild = this.client.guild;
       this.state.me = this.client.member;
-      this.loadMembers();
+      this.membersLoading = this.loadMembers();
+      this.onAuthenticated();
     } else if (s.state === "refused") this.refused();
   }
 
