@@ -88,3 +88,34 @@ def test_uploads_change_the_page_live_and_other_guilds_never_show(hub: Hub, page
     page.wait_for_timeout(1500)
     expect(page.locator("#hex-details li[data-name='Espion']")).to_have_count(0)
     assert page.evaluate("window.__reloaded") is False  # same document: no reload
+
+
+def test_the_keyboard_pans_zooms_and_reaches_the_hex_list(hub: Hub, page: Page) -> None:
+    guild = replay(hub, rounds=1)
+    first = guild.members[0]
+    open_page(page, hub, guild.tokens[first.name])
+    go_to(page, first.x, first.y)
+    details = page.locator("#hex-details")
+    page.focus("#overlay")
+    page.keyboard.press("Enter")  # lists the centre hex
+    expect(details).to_have_attribute("data-hex", f"{first.x},{first.y}")
+    for _ in range(3):
+        page.keyboard.press("ArrowLeft")
+    page.keyboard.press("Enter")
+    expect(details).not_to_have_attribute("data-hex", f"{first.x},{first.y}")
+    moved = details.get_attribute("data-hex")
+    assert moved is not None
+    mx, my = (int(v) for v in moved.split(","))
+    assert my == first.y and mx < first.x  # the view went west along the row
+    # Zoomed out, the same three steps go further.
+    page.keyboard.press("-")
+    page.keyboard.press("-")
+    for _ in range(3):
+        page.keyboard.press("ArrowLeft")
+    page.keyboard.press("Enter")
+    far = details.get_attribute("data-hex")
+    assert far is not None and first.x - int(far.split(",")[0]) > 2 * (first.x - mx)
+    # The hex list is reachable with Tab (after the two zoom buttons).
+    for _ in range(3):
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "hex-details"
