@@ -90,6 +90,34 @@ def _drag_by_touch(page: Page, start: tuple[float, float], dx: float, steps: int
     cdp.detach()
 
 
+def _pinch(page: Page, centre: tuple[float, float], start: float, end: float, steps: int = 6) -> None:
+    """Two fingers moving apart (end > start: zoom in) symmetrically around `centre`."""
+    cdp = page.context.new_cdp_session(page)
+    x, y = centre
+
+    def touch(kind: str, spread: float | None) -> None:
+        points = [] if spread is None else [{"x": x - spread, "y": y, "id": 1},
+                                            {"x": x + spread, "y": y, "id": 2}]
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    touch("touchStart", start)
+    for step in range(1, steps + 1):
+        touch("touchMove", start + (end - start) * step / steps)
+    touch("touchEnd", None)
+    cdp.detach()
+
+
+def _tapped_hex(page: Page, point: tuple[float, float]) -> tuple[int, int]:
+    """Tap a point of the map and read which hex the page lists (once it has listed it)."""
+    page.evaluate("document.querySelector('#hex-details').dataset.hex = 'pending'")
+    page.touchscreen.tap(*point)
+    expect(page.locator("#hex-details")).not_to_have_attribute("data-hex", "pending")
+    hex_ = page.locator("#hex-details").get_attribute("data-hex")
+    assert hex_
+    x, y = hex_.split(",")
+    return int(x), int(y)
+
+
 def test_a_phone_screen_has_the_map_above_a_usable_panel(hub: Hub, browser: Browser) -> None:
     guild = replay(hub, rounds=1)
     first = guild.members[0]
@@ -116,6 +144,13 @@ def test_a_phone_screen_has_the_map_above_a_usable_panel(hub: Hub, browser: Brow
         page.touchscreen.tap(*centre)
         expect(page.locator("#hex-details")).to_have_attribute("data-hex", f"{first.x},{first.y}")
         # A one-finger drag pans: the centre now shows another hex.
+        # Two fingers moving apart zoom in: a point 120 px right of the centre is now
+        # fewer hexes away from it.
+        aside = (centre[0] + 120, centre[1])
+        before = _tapped_hex(page, aside)
+        _pinch(page, centre, 40, 120)
+        after = _tapped_hex(page, aside)
+        assert after[0] - first.x < before[0] - first.x, (before, after)
         _drag_by_touch(page, centre, 150)
         page.touchscreen.tap(*centre)
         expect(page.locator("#hex-details")).not_to_have_attribute("data-hex", f"{first.x},{first.y}")
