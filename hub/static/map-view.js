@@ -270,7 +270,8 @@ export class MapView {
     ctx.fillStyle = terrainColor(type);
     ctx.fill(path);
     ctx.globalAlpha = 1;
-    if (size >= 6) {
+    // Outlines only where the full redraw draws them too (it writes spans when small).
+    if (size * scale >= SPAN_BELOW_PX) {
       ctx.strokeStyle = "rgba(0,0,0,0.28)";
       ctx.lineWidth = 1 / scale;
       ctx.stroke(path);

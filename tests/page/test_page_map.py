@@ -90,31 +90,34 @@ def test_uploads_change_the_page_live_and_other_guilds_never_show(hub: Hub, page
     assert page.evaluate("window.__reloaded") is False  # same document: no reload
 
 
+def _enter_lists(page: Page) -> tuple[int, int]:
+    """Press Enter on the map and read the hex the page then lists."""
+    details = page.locator("#hex-details")
+    page.evaluate("document.querySelector('#hex-details').dataset.hex = 'pending'")
+    page.keyboard.press("Enter")
+    expect(details).not_to_have_attribute("data-hex", "pending")
+    x, y = str(details.get_attribute("data-hex")).split(",")
+    return int(x), int(y)
+
+
 def test_the_keyboard_pans_zooms_and_reaches_the_hex_list(hub: Hub, page: Page) -> None:
     guild = replay(hub, rounds=1)
     first = guild.members[0]
     open_page(page, hub, guild.tokens[first.name])
     go_to(page, first.x, first.y)
-    details = page.locator("#hex-details")
     page.focus("#overlay")
-    page.keyboard.press("Enter")  # lists the centre hex
-    expect(details).to_have_attribute("data-hex", f"{first.x},{first.y}")
+    assert _enter_lists(page) == (first.x, first.y)  # Enter lists the centre hex
     for _ in range(3):
         page.keyboard.press("ArrowLeft")
-    page.keyboard.press("Enter")
-    expect(details).not_to_have_attribute("data-hex", f"{first.x},{first.y}")
-    moved = details.get_attribute("data-hex")
-    assert moved is not None
-    mx, my = (int(v) for v in moved.split(","))
+    mx, my = _enter_lists(page)
     assert my == first.y and mx < first.x  # the view went west along the row
     # Zoomed out, the same three steps go further.
     page.keyboard.press("-")
     page.keyboard.press("-")
     for _ in range(3):
         page.keyboard.press("ArrowLeft")
-    page.keyboard.press("Enter")
-    far = details.get_attribute("data-hex")
-    assert far is not None and first.x - int(far.split(",")[0]) > 2 * (first.x - mx)
+    fx, _ = _enter_lists(page)
+    assert first.x - fx > 2 * (first.x - mx)
     # The hex list is reachable with Tab (after the two zoom buttons).
     for _ in range(3):
         page.keyboard.press("Tab")
