@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import aiohttp_cors
 from aiohttp import web
 
-from hub import keys, ops, reads, uploads, ws
+from hub import keys, ops, page, reads, uploads, ws
 from hub.alerts.service import alerts_ctx
 from hub.auth import Authenticator, auth_middleware
 from hub.clock import now_ms
@@ -92,6 +92,7 @@ def create_app(settings: Settings) -> web.Application:
     ws.setup_live_feed(app)
     # After the feed: its listener comes first, so live clients hear of an upload first.
     app.cleanup_ctx.append(alerts_ctx)
+    page.setup_page(app)
     _setup_cors(app, settings)
     return app
 

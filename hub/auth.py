@@ -14,8 +14,10 @@ from storage import Store
 from storage.model import Member
 from storage.store import hash_token
 
-# Routes anyone may call: probes, metrics, and the websocket (it authenticates in-band).
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/ws"})
+# Routes anyone may call: probes, metrics, the websocket (it authenticates in-band) and
+# the map page with its files (the page asks for the token itself).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/ws", "/"})
+PUBLIC_PREFIX = "/static/"
 _MAX_CACHED = 10_000
 # A token is printable text without spaces. aiohttp hands over header bytes that are not
 # UTF-8 as lone surrogates; such a "token" could never have been issued.
@@ -83,7 +85,8 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
     unmatched = request.match_info.http_exception
     if unmatched is not None:
         raise unmatched
-    if request.path not in PUBLIC_PATHS and request.method != "OPTIONS":
+    public = request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIX)
+    if not public and request.method != "OPTIONS":
         authenticator = request.app[keys.AUTH]
         authenticator.refuse_if_limited(request.remote)
         token = token_from_header(request.headers.get("Authorization"))

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from hub.drain import InFlight
     from hub.feed import Feed
     from hub.metrics import Metrics
+    from hub.page import PageAssets
     from hub.worldmap import WorldMapCache
     from hub.ws import Session
 
@@ -32,6 +33,8 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 WORLDMAP: web.AppKey[WorldMapCache] = web.AppKey("worldmap")
 # Discord alerts: rules in memory, the outbox writer and the webhook sender.
 ALERTS: web.AppKey[Alerts] = web.AppKey("alerts")
+# The map page's files, read once at start-up (hub/page.py).
+PAGE: web.AppKey[PageAssets] = web.AppKey("page")
 # Networks whose X-Forwarded-For header is believed (NACRITAN_TRUSTED_PROXIES).
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple)
 # Called with each committed upload's event; the live feed registers itself here.

@@ -32,6 +32,9 @@ PUBLIC = {
     "/readyz": "readiness probe of the orchestrator",
     "/metrics": "scraped by Prometheus without a token; it holds no guild data",
     "/ws": "the live feed authenticates in-band, in its first message",
+    "/": "the map page asks for the token itself, then sends it on /ws and the API",
+    "/static/{name}": "the map page's files hold no guild data",
+    "/static/{version}/{name}": "the map page's files hold no guild data",
 }
 
 # For each route with inputs: (method, url, body, expected status) of requests it refuses.
@@ -50,12 +53,17 @@ BAD_REQUESTS: dict[str, list[tuple[str, str, bytes | None, int]]] = {
     "/api/v1/state": [("GET", "/api/v1/state", None, 400),
                       ("GET", "/api/v1/state?x=1&y=1&r=21", None, 400),
                       ("GET", "/api/v1/state?x=1&y=one&r=2", None, 400)],
+    "/static/{name}": [("GET", "/static/nope.js", None, 404),
+                       ("GET", "/static/index.html", None, 404)],
+    "/static/{version}/{name}": [("GET", "/static/000000000000/main.js", None, 404),
+                                 ("GET", "/static/0123456789ab/nope.js", None, 404)],
 }
 # Routes whose only inputs are the token and the method.
 NO_PARAMETERS = {"/gdc", "/infos", "/worldmap", "/api/v1/members", "/healthz", "/readyz",
-                 "/metrics", "/ws"}
+                 "/metrics", "/ws", "/"}
 
-_SAMPLE_PARTS = {"x": "100", "y": "100", "n": "2", "player_id": str(PLAYER)}
+_SAMPLE_PARTS = {"x": "100", "y": "100", "n": "2", "player_id": str(PLAYER),
+                 "version": "0123456789ab", "name": "main.js"}
 _QUERY = {"/api/v1/state": "?x=100&y=100&r=2"}
 
 
