@@ -306,13 +306,17 @@ class Subscription {
     this.recovered = null;
     this._serverId = null;
     this._commandId = null;
+    // The snapshot being put together from its parts, if one is arriving.
+    this._parts = null;
   }
 
   _deliver(msg) {
     if (msg.type === "snapshot") {
-      this.seq = msg.seq;
-      this.epoch = msg.epoch;
-      this._onSnapshot(msg);
+      const whole = this._assemble(msg);
+      if (whole === null) return;
+      this.seq = whole.seq;
+      this.epoch = whole.epoch;
+      this._onSnapshot(whole);
       return;
     }
     // Events carry absolute values, but a subscriber is promised each one once.
@@ -322,6 +326,29 @@ class Subscription {
     this._onEvent(msg);
   }
 
+  // A large snapshot comes in parts (docs/protocol.md): part 0 starts it, each part's
+  // lists add to it, and the part with `more: false` completes it. Subscribers only ever
+  // see whole snapshots, so they need not know about parts.
+  _assemble(msg) {
+    if (msg.part === undefined) return msg;
+    if (msg.part === 0 || this._parts === null) {
+      const { part: _part, more: _more, ...first } = msg;
+      this._parts = first;
+    } else {
+      for (const [key, value] of Object.entries(msg)) {
+        if (Array.isArray(value) && Array.isArray(this._parts[key])) {
+          for (const item of value) this._parts[key].push(item);
+        } else if (Array.isArray(value)) {
+          this._parts[key] = value.slice();
+        }
+      }
+    }
+    if (msg.more) return null;
+    const whole = this._parts;
+    this._parts = null;
+    return whole;
+  }
+
   /** Follow another area: a fresh snapshot of it comes, then its events. */
   move(area) {
     if (!this._client._subs.has(this)) return;
@@ -329,6 +356,7 @@ class Subscription {
     this.area = area ? { x: area.x, y: area.y, r: area.r } : null;
     this.seq = null;
     this.epoch = null;
+    this._parts = null;
     const conn = this._client._socket;
     if (conn?.live) this._client._startSub(conn, this);
   }

@@ -105,3 +105,43 @@ def test_uploads_carry_one_idempotency_key_and_retry_until_the_hub_is_back(hub: 
         .then(() => { window.refused = null; }, (e) => { window.refused = [e.status, e.code]; })""")
     page.wait_for_function("window.refused !== undefined")
     assert page.evaluate("window.refused") == [422, "invalid_payload"]
+
+
+def _field(x0: int, y0: int, width: int, height: int) -> list[dict[str, object]]:
+    """A view of width x height plain tiles, each with one monster (ids from the position)."""
+    return [{"x": x, "y": y, "type": "Plaine", "items": {
+        "places": [], "pcs": [], "resources": [], "objects": [],
+        "npcs": [{"id": x * 1000 + y, "name": "Rat", "level": 1, "wounds": "Indemne"}]}}
+        for x in range(x0, x0 + width) for y in range(y0, y0 + height)]
+
+
+def test_a_snapshot_sent_in_parts_reaches_the_subscriber_whole(hub: Hub, page: Page) -> None:
+    token = hub.token(GUILD, "Alice")
+    # 1,200 tiles and as many monsters: more than one part's 500 rows of a kind.
+    uploaded = [tile for i in range(4) for tile in _field(300 + 20 * i, 300, 20, 15)]
+    for i in range(4):
+        hub.post("/view", token, uploaded[300 * i:300 * (i + 1)])
+    frames: list[str] = []
+    page.on("websocket", lambda ws: ws.on(
+        "framereceived", lambda payload: frames.append(payload) if isinstance(payload, str) else None))
+    page.goto(f"{hub.url}/healthz")
+    page.evaluate("""async (token) => {
+      const lib = await import("/static/nacritan-client.js");
+      window.snaps = [];
+      window.client = lib.connect(location.origin, token, {});
+      window.client.subscribe({
+        onSnapshot: (s) => window.snaps.push(s),
+        onEvent: () => {},
+      });
+    }""", token)
+    page.wait_for_function("window.snaps.length === 1")
+    page.wait_for_timeout(300)  # a second, partial snapshot would show up now
+    parts = [f for f in frames if '"type":"snapshot"' in f.replace(" ", "")]
+    assert len(parts) > 1, "the hub sent the snapshot whole: this test needs parts"
+    snap = page.evaluate("window.snaps[0]")
+    assert page.evaluate("window.snaps.length") == 1
+    assert "part" not in snap and "more" not in snap
+    assert sorted((t["x"], t["y"]) for t in snap["tiles"]) == sorted(
+        (t["x"], t["y"]) for t in uploaded)
+    assert sorted(m["id"] for m in snap["monsters"]) == sorted(
+        t["items"]["npcs"][0]["id"] for t in uploaded)  # type: ignore[index]
