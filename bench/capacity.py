@@ -58,6 +58,14 @@ CEILING_CONCURRENCY = 8
 _SEQ = re.compile(rb'"seq":(\d+)')
 
 
+_STARTED = time.monotonic()
+
+
+def _note(text: str) -> None:
+    """Progress on stderr, stamped with the seconds since the run started."""
+    print(f"[{time.monotonic() - _STARTED:6.1f} s] {text}", file=sys.stderr, flush=True)
+
+
 def _hex_distance(x1: int, y1: int, x2: int, y2: int) -> int:
     dx, dy = x1 - x2, y1 - y2
     return (abs(dx) + abs(dy) + abs(dx + dy)) // 2
@@ -423,10 +431,10 @@ def _step(url: str, pid: int, subs: Subscribers, ids: list[int], members: int, s
          "hub_rss_mib": round(common.rss_kib(pid) / 1024, 1),
          "load_1m": round(os.getloadavg()[0], 2)}
     f["passed"] = _passes(f)
-    print(f"  {len(ids)} guilds, {rate:g} uploads/s ({kind}): upload p99 "
+    _note(f"{len(ids)} guilds, {rate:g} uploads/s ({kind}): upload p99 "
           f"{f['upload']['p99_ms']} ms, delivery p99 {f['delivery']['p99_ms']} ms, delivered "
           f"{f['delivered_share']:.1%}, errors {f['errors']}, closed {sum(closed.values())}, "
-          f"load {f['load_1m']}: {'pass' if f['passed'] else 'FAIL'}", file=sys.stderr, flush=True)
+          f"load {f['load_1m']}: {'pass' if f['passed'] else 'FAIL'}")
     return f
 
 
@@ -452,6 +460,8 @@ def _level(guilds: int, members: int, rates: list[float], seconds: float, hold: 
             try:
                 ready = subs.wait_ready()
                 connect_s = time.perf_counter() - started
+                _note(f"{guilds} guilds: {ready:,} of {len(sockets):,} sockets subscribed in "
+                      f"{connect_s:.1f} s")
                 time.sleep(1.0)
                 rss_ready = hub.rss_kib()
                 steps: list[dict[str, Any]] = []
@@ -506,6 +516,7 @@ def run(levels: list[int], members: int, rates: list[float], seconds: float, hol
             out[str(g)] = _level(g, members, list(rates), seconds, hold if last else 0.0,
                                  warmup, seed, tmp, deadline, grace, keep_going)
         largest = _guild_ids(max(levels))
+        _note(f"ceiling on {len(largest)} guilds' walks")
         with common.fresh_databases("mysql", "mysql") as (store_db, replay_db):
             tokens = asyncio.run(_add_guild_tokens(store_db, largest, members, seed))
             # Enough turns that the store's workers do not wrap round at ~500 views/s.
@@ -514,13 +525,14 @@ def run(levels: list[int], members: int, rates: list[float], seconds: float, hol
                 tmp, "ceiling", {"store_db": store_db, "replay_db": replay_db, "guilds": largest,
                                  "members": members, "seed": seed, "per_member": per_member,
                                  "tokens": tokens, "seconds": ceiling_seconds,
-                                 "warmup": warmup or 1.0,
+                                 "warmup": min(10.0, warmup) or 0.5,
                                  "concurrency": CEILING_CONCURRENCY})},
                 timeout=ceiling_seconds * 4 + warmup * 4 + 300)
     finally:
         for f in tmp.iterdir():
             f.unlink()
         tmp.rmdir()
+    _note("done")
     top = out[str(max(levels))]
     best = top["best_rate"]
     ceiling_rate = ceiling["ceiling"]["views_per_s"]
@@ -589,29 +601,29 @@ def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="10 and 20 guilds x 10 members, 2 steps of 4 s each, no hold")
+                   help="10 and 20 guilds x 10 members, 2 steps of 3 s each, no hold")
     p.add_argument("--guilds", help="comma list (default 20,100,200; quick 10,20)")
     p.add_argument("--members", type=int, help="per guild (default 30, quick 10)")
-    p.add_argument("--rates", help="offered uploads/s, all guilds (default 25,50,100,150,200,300; "
-                                   "quick 10,20)")
+    p.add_argument("--rates", help="offered uploads/s, all guilds (default 10,20,40,70,100,150,"
+                                   "200,300; quick 10,20)")
     p.add_argument("--seconds", type=float, help="per step (default 20, quick 5)")
     p.add_argument("--hold", type=float, help="the best rate again at the largest level "
                                                "(default 120, quick 0)")
     p.add_argument("--warmup", type=float, help="unmeasured step at the first rate before the "
-                                                 "search (default 20, quick 2)")
-    p.add_argument("--ceiling-seconds", type=float, help="default 15, quick 2")
+                                                 "search (default 20, quick none)")
+    p.add_argument("--ceiling-seconds", type=float, help="default 15, quick 1")
     p.add_argument("--budget", type=float, help="seconds after which no new step starts "
                                                  "(default 1200, quick 50)")
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
     q = a.quick
     levels = [int(x) for x in (a.guilds or ("10,20" if q else "20,100,200")).split(",")]
-    rates = [float(x) for x in (a.rates or ("10,20" if q else "25,50,100,150,200,300")).split(",")]
+    rates = [float(x) for x in (a.rates or ("10,20" if q else "10,20,40,70,100,150,200,300")).split(",")]
     result = run(levels, a.members or (10 if q else 30), rates,
-                 a.seconds or (4.0 if q else 20.0),
+                 a.seconds or (3.0 if q else 20.0),
                  a.hold if a.hold is not None else (0.0 if q else 120.0),
-                 a.warmup if a.warmup is not None else (2.0 if q else 20.0), a.seed,
-                 a.ceiling_seconds or (2.0 if q else 15.0), a.budget or (45.0 if q else 1200.0),
+                 a.warmup if a.warmup is not None else (0.0 if q else 20.0), a.seed,
+                 a.ceiling_seconds or (1.0 if q else 15.0), a.budget or (40.0 if q else 1200.0),
                  grace=1.0 if q else 2.0, keep_going=q)
     common.report("capacity", render(result), result)
 
