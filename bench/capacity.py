@@ -653,7 +653,7 @@ def main() -> None:
                                                "no upload (default 10, quick 1)")
     p.add_argument("--profile", metavar="DIR", help="py-spy the hub, raw stacks into DIR")
     p.add_argument("--budget", type=float, help="seconds after which no new step starts "
-                                                 "(default 1200, quick 50)")
+                                                 "(default 1200, quick 45)")
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
     q = a.quick
@@ -664,7 +664,7 @@ def main() -> None:
                  a.hold if a.hold is not None else (0.0 if q else 120.0),
                  a.warmup if a.warmup is not None else (0.0 if q else 20.0), a.seed,
                  a.ceiling_seconds if a.ceiling_seconds is not None else (1.0 if q else 15.0),
-                 a.budget or (40.0 if q else 1200.0), grace=1.0 if q else 2.0, keep_going=q,
+                 a.budget or (45.0 if q else 1200.0), grace=1.0 if q else 2.0, keep_going=q,
                  idle=a.idle or (1.0 if q else 10.0), profile=a.profile)
     common.report("capacity", render(result), result)
 
