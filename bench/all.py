@@ -2,7 +2,7 @@
 
 Each benchmark runs as its own process (`python -m bench.<name>`), prints its table
 and JSON line as it goes, and this prints a last summary table and JSON line. With
-`--quick` (what CI runs) every benchmark is cut down to finish in well under three
+`--quick` (what CI runs) every benchmark is cut down to finish in under four
 minutes in all; the figures are then only a smoke signal, not the README's.
 """
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any
 
 from bench import common
 
-BENCHMARKS = ("parse", "ingest", "reads", "fanout", "connections", "mixed", "heap")
-# Cut-down arguments for --quick, sized so the whole run stays far below 3 minutes even
-# on a busy 2-core machine (about 70 s when idle).
+BENCHMARKS = ("parse", "ingest", "reads", "fanout", "connections", "mixed", "capacity", "heap")
+# Cut-down arguments for --quick, sized so the whole run stays below 4 minutes even
+# on a busy 2-core machine (about 70 s when idle, plus 45-60 s for capacity).
 QUICK_ARGS: dict[str, list[str]] = {
     "parse": ["--quick"],
     "ingest": ["--quick", "--duration", "1.5"],
@@ -31,14 +31,15 @@ QUICK_ARGS: dict[str, list[str]] = {
     "fanout": ["--quick", "--subscribers", "100", "--seconds", "2"],
     "connections": ["--quick", "--sockets", "500"],
     "mixed": ["--quick", "--subscribers", "100", "--seconds", "6"],
+    "capacity": ["--quick"],
     "heap": ["--quick"],
 }
 # --quick shares this many seconds between the benchmarks still to run, in proportion
 # to their usual share; one that overruns its slice is stopped (SIGTERM: it drops its
 # databases and stops its servers) and reported, which does not fail the run.
-QUICK_BUDGET = 165.0
+QUICK_BUDGET = 225.0
 QUICK_WEIGHTS = {"parse": 7, "ingest": 27, "reads": 6, "fanout": 15, "connections": 9, "mixed": 8,
-                 "heap": 8}
+                 "capacity": 30, "heap": 8}
 
 
 def _run(name: str, extra: list[str],
@@ -154,6 +155,26 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
         errors = sum(f["errors"] for f in mixed["routes"].values())
         rows.append(["mixed errors / closed sockets", f"{errors} / {sum(mixed['closed'].values())}",
                      "0 / 0", errors == 0 and not mixed["closed"]])
+    capacity = results.get("capacity")
+    if capacity:
+        # No target: how many guilds (and at what upload rate) one hub process holds.
+        for g, level in capacity["levels"].items():
+            best = level["best_rate"]
+            measured = [s for s in level["steps"] if "passed" in s and s["kind"] == "step"]
+            # CPU at the best rate, or at the lowest when none passed.
+            at = [s for s in measured if s["rate"] == best and s["passed"]] or measured[:1]
+            rows.append([f"capacity {g} guilds ({level['sockets']:,} sockets): uploads/s with "
+                         "p99 upload <= 100 / delivery <= 200 ms",
+                         f"{best:g}" if best else "none", "(capacity)", "-"])
+            rows.append([f"capacity {g} guilds: hub CPU per upload / RSS per socket",
+                         (f"{at[0]['hub_cpu_ms_per_upload']:.1f} ms at {at[0]['rate']:g}/s"
+                          if at else "-")
+                         + f" / {level['hub_kib_per_socket']} KiB", "(capacity)", "-"])
+        if capacity.get("best_vs_ceiling") is not None:
+            c = capacity["ceiling"]
+            rows.append([f"capacity {c['guilds']} guilds vs bare ceiling "
+                         f"({c['ceiling']['views_per_s']:,.0f} views/s, c={c['concurrency']})",
+                         f"{capacity['best_vs_ceiling']:.0%}", "(capacity)", "-"])
     heap = results.get("heap")
     if heap:
         rows.append([f"hub heap growth over {heap['uploads']:,} uploads after warm-up",
@@ -165,7 +186,7 @@ def main() -> None:
     """Run every benchmark; exit non-zero if one of them failed to run."""
     p = argparse.ArgumentParser(prog="python -m bench.all", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="cut down, for CI (< 3 minutes)")
+    p.add_argument("--quick", action="store_true", help="cut down, for CI (< 4 minutes)")
     p.add_argument("--only", help="comma list of benchmarks")
     p.add_argument("--out", help="write every benchmark's JSON here")
     a = p.parse_args()
