@@ -21,9 +21,11 @@ from typing import Any
 
 from bench import common
 
-BENCHMARKS = ("parse", "ingest", "reads", "fanout", "connections", "mixed", "capacity", "heap")
+BENCHMARKS = ("parse", "ingest", "reads", "fanout", "connections", "mixed", "capacity", "heap",
+              "page")
 # Cut-down arguments for --quick, sized so the whole run stays below 4 minutes even
-# on a busy 2-core machine (about 70 s when idle, plus 45-60 s for capacity).
+# on a busy 2-core machine (about 70 s when idle, plus 45-60 s for capacity and 30 s for
+# the page in headless Chromium).
 QUICK_ARGS: dict[str, list[str]] = {
     "parse": ["--quick"],
     "ingest": ["--quick", "--duration", "1.5"],
@@ -33,13 +35,14 @@ QUICK_ARGS: dict[str, list[str]] = {
     "mixed": ["--quick", "--subscribers", "100", "--seconds", "6"],
     "capacity": ["--quick"],
     "heap": ["--quick"],
+    "page": ["--quick"],
 }
 # --quick shares this many seconds between the benchmarks still to run, in proportion
 # to their usual share; one that overruns its slice is stopped (SIGTERM: it drops its
 # databases and stops its servers) and reported, which does not fail the run.
-QUICK_BUDGET = 225.0
+QUICK_BUDGET = 270.0
 QUICK_WEIGHTS = {"parse": 7, "ingest": 27, "reads": 6, "fanout": 15, "connections": 9, "mixed": 8,
-                 "capacity": 30, "heap": 8}
+                 "capacity": 30, "heap": 8, "page": 15}
 
 
 def _run(name: str, extra: list[str],
@@ -175,6 +178,16 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
             rows.append([f"capacity {c['guilds']} guilds vs bare ceiling "
                          f"({c['ceiling']['views_per_s']:,.0f} views/s, c={c['concurrency']})",
                          f"{capacity['best_vs_ceiling']:.0%}", "(capacity)", "-"])
+    page = results.get("page")
+    if page:
+        first = page["first_map_default"]
+        rows.append([f"map page first map, default zoom ({first['tiles']:,} tiles)",
+                     f"{first['ms']:.0f} ms", "<= 500 ms", first["ms"] <= 500])
+        rows.append(["map page upload -> pixel p99", f"{page['latency']['p99_ms']:.1f} ms",
+                     "<= 100 ms", page["latency"]["p99_ms"] <= 100])
+        rows.append([f"map page JS heap growth over {page['events']:,} events",
+                     f"{page['heap_growth_mib']:+.2f} MiB", "flat (<= +1 MiB)",
+                     page["heap_growth_mib"] <= 1])
     heap = results.get("heap")
     if heap:
         rows.append([f"hub heap growth over {heap['uploads']:,} uploads after warm-up",
