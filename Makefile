@@ -24,7 +24,7 @@ serve: $(RUNTIME)
 
 ## Install what the suite needs (Debian packages, MariaDB and Redis started), then run all of it
 test: prerequisites $(DEV)
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 prerequisites:
 	bash scripts/test-prerequisites.sh
