@@ -38,8 +38,10 @@ def token_from_header(value: str | None) -> str | None:
 class Authenticator:
     """Resolves tokens to members; a revoked token stops working within `ttl` seconds.
 
-    Failures are counted per client address: past the limit, the address is refused
-    (429) before any token it sends is looked up.
+    Wrong tokens are counted per client address: past the limit, the address gets 429
+    for any token that would need a database lookup. A token already known to be good
+    (cached) still passes, so a guesser behind the same address (a shared NAT, a guild's
+    LAN) cannot lock its members out; a missing token guesses nothing and is not counted.
     """
 
     def __init__(self, store: Store, ttl: float, failures_per_minute: int) -> None:
@@ -55,8 +57,13 @@ class Authenticator:
             raise TooManyAuthFailures(retry_after)
 
     async def member(self, token: str, address: str | None = None) -> Member | None:
-        """The member owning this token, or None (a failure of `address`) when unknown."""
+        """The member owning this token, or None (a failure of `address`) when unknown.
+
+        Raises TooManyAuthFailures, without a lookup, for an address over its limit
+        unless the token is cached as good.
+        """
         if not _TOKEN.fullmatch(token):
+            self.refuse_if_limited(address)
             self.failures.record(address)
             return None
         digest = hash_token(token)
@@ -64,7 +71,11 @@ class Authenticator:
         cached = self._cache.get(digest)
         if cached is not None and cached[1] > now:
             member = cached[0]
+            if member is not None:
+                return member
+            self.refuse_if_limited(address)
         else:
+            self.refuse_if_limited(address)
             member = await self._store.find_member(token)
             if len(self._cache) >= _MAX_CACHED:
                 self._cache.clear()
@@ -87,13 +98,10 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
         raise unmatched
     public = request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIX)
     if not public and request.method != "OPTIONS":
-        authenticator = request.app[keys.AUTH]
-        authenticator.refuse_if_limited(request.remote)
         token = token_from_header(request.headers.get("Authorization"))
         if token is None:
-            authenticator.failures.record(request.remote)
             raise Unauthorized("missing token: send 'Authorization: Bearer <token>'")
-        member = await authenticator.member(token, request.remote)
+        member = await request.app[keys.AUTH].member(token, request.remote)
         if member is None:
             raise Unauthorized("unknown or revoked token")
         request[keys.MEMBER] = member

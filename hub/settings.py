@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 PREFIX = "NACRITAN_"
 # Variables of that prefix read by the test suite and the deployment checks, not the hub.
-NOT_HUB_SETTINGS = re.compile(r"^NACRITAN_(TEST_|DEPLOY_|K8S_|BENCH_)")
+# (BACKUP_: the backup CronJob's, in the ConfigMap the hub pods load too.)
+NOT_HUB_SETTINGS = re.compile(r"^NACRITAN_(TEST_|DEPLOY_|K8S_|BENCH_|BACKUP_)")
 
 Seconds = Annotated[float, Meta(ge=0)]
 PositiveSeconds = Annotated[float, Meta(gt=0)]
@@ -57,9 +58,10 @@ class Settings:
         "(`*`: any; safe since auth is by token, never cookies)",
         "https://nacridan.com,https://it.example.org")] = ("*",)
     log_level: Annotated[LogLevel, _about("Python logging level", "DEBUG")] = "INFO"
+    # Not in the repr: the URL may hold a password.
     redis: Annotated[str | None, _about(
         "`redis://host:6379/0` to fan out events across replicas (unset: one process)",
-        "redis://redis:6379/0")] = None
+        "redis://redis:6379/0")] = dataclasses.field(default=None, repr=False)
     db_timeout: Annotated[float, Meta(gt=0, le=3600), _about(
         "seconds one MariaDB transaction or read may take before it counts as an outage (503)",
         "15")] = 15.0
@@ -252,7 +254,8 @@ def _split_path(message: str) -> tuple[str, str]:
     return match.group(1), message[: match.start()]
 
 
-_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+# Up to the last `@`: a password may hold a raw `@` (or `/`) of its own.
+_PASSWORD = re.compile(r"(://[^:/@]*:).*@")
 
 
 def _message(name: str, env: Mapping[str, str], reason: str) -> str:

@@ -16,7 +16,7 @@ from hub import keys
 from hub.auth import token_from_header
 from hub.bus import LocalBus, RedisBus
 from hub.clock import now_ms
-from hub.errors import Forbidden, Unauthorized
+from hub.errors import Forbidden, TooManyAuthFailures, Unauthorized
 from hub.feed import Feed, Subscription, UncertainCommits
 from hub.metrics import Metrics
 from hub.settings import Settings
@@ -366,10 +366,14 @@ async def _authenticate(ws: web.WebSocketResponse, app: web.Application,
         except Exception:
             reason = 'expected {"type": "auth", "token": "..."}'
         else:
-            member = await app[keys.AUTH].member(token, address)
+            try:
+                member = await app[keys.AUTH].member(token, address)
+            except TooManyAuthFailures as refused:
+                member, reason = None, refused.message
+            else:
+                reason = "unknown or revoked token"
             if member is not None:
                 return member
-            reason = "unknown or revoked token"
     with contextlib.suppress(ConnectionError, RuntimeError):
         await ws.send_frame(proto.auth_invalid(reason), WSMsgType.TEXT)
     await ws.close(code=proto.CLOSE_AUTH, message=reason.encode())

@@ -191,7 +191,8 @@ class SQLiteBackend:
                     # left to roll back (nor one whose BEGIN failed): the failing ROLLBACK
                     # must not replace (and so swallow) the original error. Queued after
                     # whatever the thread still runs, it ends the transaction in order.
-                    with contextlib.suppress(sqlite3.Error):
+                    # (StoreError: the store was closed meanwhile, which ends it too.)
+                    with contextlib.suppress(sqlite3.Error, StoreError):
                         await tx.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:

@@ -38,8 +38,11 @@ class DatabaseUrl:
         try:
             parts = urlsplit(text)
             port = parts.port
-        except ValueError as exc:
-            raise DatabaseUrlError(str(exc)) from None
+        except ValueError:
+            # urlsplit's own message may quote part of a password that holds `/`, `?` or
+            # `#` (it then reads the rest as host:port): say what to do instead.
+            raise DatabaseUrlError("malformed host:port; percent-encode any of / ? # @ : "
+                                   "in the user or password") from None
         scheme = parts.scheme.lower()
         if scheme == "sqlite":
             if parts.netloc:
