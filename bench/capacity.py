@@ -46,6 +46,7 @@ from typing import Any
 
 from bench import common
 from bench.workload import GuildWorkload
+from bench.wsclient import as_bytes, until_ready
 
 FIRST_GUILD = 10_001
 RADIUS = 4  # each upload's view
@@ -111,7 +112,7 @@ async def _subscribers(args: dict[str, Any]) -> dict[str, Any]:
             await ws.receive()  # auth_required
             await ws.send_bytes(b'{"type":"auth","token":"%s"}' % token.encode())
             reply = await ws.receive()
-            if b'"auth_ok"' not in _bytes(reply.data):
+            if b'"auth_ok"' not in as_bytes(reply.data):
                 raise RuntimeError(f"auth refused: {reply.data!r}")
             await ws.send_str(json.dumps({"id": 1, "type": "subscribe",
                                           "area": {"x": x, "y": y, "r": spec["area_r"]}}))
@@ -119,14 +120,14 @@ async def _subscribers(args: dict[str, Any]) -> dict[str, Any]:
                 reply = await ws.receive()
                 if reply.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                     raise RuntimeError(f"closed while subscribing: {reply}")
-                if b'"type":"snapshot"' in _bytes(reply.data)[:40]:
+                if b'"type":"snapshot"' in as_bytes(reply.data)[:40]:
                     break  # events before the snapshot are inside it
             ready.set()
             prefix = f"{gid}:"
             while True:
                 msg = await ws.receive()
                 if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                    data = _bytes(msg.data)
+                    data = as_bytes(msg.data)
                     if data.startswith(b'{"type":"event"'):
                         now = time.monotonic()
                         match = _SEQ.search(data, 0, 200)
@@ -150,7 +151,7 @@ async def _subscribers(args: dict[str, Any]) -> dict[str, Any]:
             new = [asyncio.create_task(hold(s[0], s[1], s[2], s[3], e))
                    for s, e in zip(group, readies, strict=True)]
             tasks += new
-            ok = await asyncio.gather(*(_until_ready(t, e) for t, e in zip(new, readies, strict=True)))
+            ok = await asyncio.gather(*(until_ready(t, e) for t, e in zip(new, readies, strict=True)))
             failed += ok.count(False)
         common.emit({"ready": len(sockets) - failed})
         loop = asyncio.get_running_loop()
@@ -166,17 +167,6 @@ async def _subscribers(args: dict[str, Any]) -> dict[str, Any]:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     return {"sockets": len(sockets), "failed": failed, "rss_kib": rss}
-
-
-async def _until_ready(task: asyncio.Task[None], ready: asyncio.Event) -> bool:
-    waiter = asyncio.create_task(ready.wait())
-    await asyncio.wait({waiter, task}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    return ready.is_set()
-
-
-def _bytes(data: Any) -> bytes:
-    return data if isinstance(data, bytes) else str(data).encode()
 
 
 class Subscribers:

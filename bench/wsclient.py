@@ -60,14 +60,14 @@ class Subscriber:
                 await ws.receive()  # auth_required
                 await ws.send_bytes(b'{"type":"auth","token":"%s"}' % token.encode())
                 reply = await ws.receive()
-                if b'"auth_ok"' not in _bytes(reply.data):
+                if b'"auth_ok"' not in as_bytes(reply.data):
                     raise RuntimeError(f"auth refused: {reply.data!r}")
                 await ws.send_bytes(b'{"id":1,"type":"subscribe"}')
                 while True:
                     reply = await ws.receive()
                     if reply.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                         raise RuntimeError(f"closed while subscribing: {reply}")
-                    head = _bytes(reply.data)[:40]
+                    head = as_bytes(reply.data)[:40]
                     # The hub follows the result with a snapshot (the bare server does not):
                     # events before it are inside it, so only then is the socket ready.
                     if (b'"type":"snapshot"' in head
@@ -77,7 +77,7 @@ class Subscriber:
             while True:
                 msg = await ws.receive()
                 if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                    data = _bytes(msg.data)
+                    data = as_bytes(msg.data)
                     if data.startswith(_EVENT_PREFIXES):
                         now = time.monotonic()
                         match = _SEQ.search(data, 0, 200)
@@ -98,14 +98,16 @@ class Subscriber:
             await ws.close()
 
 
-async def _until_ready(task: asyncio.Task[None], ready: asyncio.Event) -> bool:
+async def until_ready(task: asyncio.Task[None], ready: asyncio.Event) -> bool:
+    """Whether `ready` was set before `task` ended (or 60 s passed)."""
     waiter = asyncio.create_task(ready.wait())
     await asyncio.wait({waiter, task}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
     waiter.cancel()
     return ready.is_set()
 
 
-def _bytes(data: Any) -> bytes:
+def as_bytes(data: Any) -> bytes:
+    """A websocket message's data as bytes, whether it came as text or binary."""
     return data if isinstance(data, bytes) else str(data).encode()
 
 
@@ -127,7 +129,7 @@ async def _main(args: dict[str, Any]) -> dict[str, Any]:
             new = [asyncio.create_task(s.run(session, args, arrivals, e, done))
                    for s, e in zip(group, readies, strict=True)]
             tasks += new
-            ok = await asyncio.gather(*(_until_ready(t, e) for t, e in zip(new, readies, strict=True)))
+            ok = await asyncio.gather(*(until_ready(t, e) for t, e in zip(new, readies, strict=True)))
             failed += ok.count(False)
         sys.stdout.write(f"ready {len(subs) - failed}\n")
         sys.stdout.flush()
