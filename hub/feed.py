@@ -23,7 +23,7 @@ from hub.settings import Settings
 from hub.snapshots import Snapshots
 from storage import Store, StoreError
 from storage.merge import EntityKey, entity_key, hex_distance
-from storage.model import Area, EntityState, Event
+from storage.model import Area, Committed, EntityState, Event
 from storage.store import iter_entities
 
 log = logging.getLogger(__name__)
@@ -314,11 +314,11 @@ class Feed:
 
     # -- hints in ----------------------------------------------------------------
 
-    def offer(self, event: Event) -> None:
+    def offer(self, committed: Committed) -> None:
         """An upload of this replica committed: hand the event to local subscribers."""
-        guild = self._guilds.get(event.guild_id)
+        guild = self._guilds.get(committed.event.guild_id)
         if guild is not None:
-            guild.offer(event, msgspec.json.encode(event))
+            guild.offer(committed.event, committed.body)
 
     def hint(self, guild_id: int, seq: int, epoch: str) -> None:
         """A replica (maybe this one) committed `seq` in this guild."""

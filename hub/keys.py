@@ -10,7 +10,7 @@ from aiohttp import web
 
 from hub.settings import Settings
 from storage import Store
-from storage.model import Event, Member
+from storage.model import Committed, Member
 
 if TYPE_CHECKING:
     from hub.alerts.service import Alerts
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from hub.worldmap import WorldMapCache
     from hub.ws import Session
 
-EventListener = Callable[[Event], Awaitable[None]]
+EventListener = Callable[[Committed], Awaitable[None]]
 
 SETTINGS = web.AppKey("settings", Settings)
 # This machine's name, as /infos reports it.

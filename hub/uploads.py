@@ -12,7 +12,7 @@ from hub.clock import now_ms
 from hub.errors import Forbidden, InvalidParameter
 from parsers import decode_group, decode_profile, decode_view
 from storage import CommitUncertain, DuplicateUpload
-from storage.model import Event
+from storage.model import Committed
 
 routes = web.RouteTableDef()
 
@@ -40,11 +40,11 @@ def idempotency_key(request: web.Request) -> str | None:
     return key
 
 
-async def _store_and_answer(request: web.Request, storing: Awaitable[Event]) -> web.Response:
+async def _store_and_answer(request: web.Request, storing: Awaitable[Committed]) -> web.Response:
     """Await the store, announce the event, answer; a repeated key answers the first upload."""
     app = request.app
     try:
-        event = await storing
+        committed = await storing
     except DuplicateUpload as repeat:
         return web.json_response({**JOB_DONE, "seq": repeat.seq}, status=repeat.status,
                                  headers={"Idempotent-Replayed": "true"})
@@ -54,10 +54,10 @@ async def _store_and_answer(request: web.Request, storing: Awaitable[Event]) -> 
         for listener in app[keys.UNCERTAIN_COMMIT_LISTENERS]:
             listener(request[keys.MEMBER].guild_id)
         raise
-    for on_event in app[keys.EVENT_LISTENERS]:
-        await on_event(event)
-    app[keys.METRICS].uploads.labels(event.kind).inc()
-    return web.json_response({**JOB_DONE, "seq": event.seq})
+    for on_commit in app[keys.EVENT_LISTENERS]:
+        await on_commit(committed)
+    app[keys.METRICS].uploads.labels(committed.event.kind).inc()
+    return web.json_response({**JOB_DONE, "seq": committed.seq})
 
 
 @routes.post("/view")

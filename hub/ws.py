@@ -21,7 +21,7 @@ from hub.feed import Feed, Subscription, UncertainCommits
 from hub.metrics import Metrics
 from hub.settings import Settings
 from storage import StoreError
-from storage.model import Area, Event, Member
+from storage.model import Area, Committed, Member
 
 log = logging.getLogger(__name__)
 
@@ -464,8 +464,9 @@ async def feed_ctx(app: web.Application) -> AsyncIterator[None]:
     feed.bus_healthy = lambda: bus.healthy
     app[keys.FEED] = feed
 
-    async def on_event(event: Event) -> None:
-        feed.offer(event)
+    async def on_event(committed: Committed) -> None:
+        event = committed.event
+        feed.offer(committed)
         bus.publish(event.guild_id, event.seq, event.epoch)
 
     app[keys.EVENT_LISTENERS].append(on_event)

@@ -181,3 +181,17 @@ class Event(msgspec.Struct, kw_only=True):
     changed: list[EntityState] = []
     left: list[EntityState] = []
     members: list[MemberProfile] = []
+
+
+class Committed(msgspec.Struct, frozen=True):
+    """An upload's event as its transaction committed it, with the JSON bytes stored in
+    the feed's journal: the same bytes go to the bus, the sockets and any later replay,
+    so an event is encoded once."""
+
+    event: Event
+    body: bytes
+
+    @property
+    def seq(self) -> int:
+        """The event's place in its guild's feed."""
+        return self.event.seq

@@ -25,6 +25,7 @@ from storage.merge import (
 )
 from storage.model import (
     Area,
+    Committed,
     EntityState,
     Event,
     Member,
@@ -255,21 +256,24 @@ class Store:
         return str(epoch), int(seq)
 
     def _journal_and_event_statements(self, member: Member, kind: str, body: bytes,
-                                      event: Event) -> list[Statement]:
+                                      committed: Committed) -> list[Statement]:
+        event = committed.event
         return [
             (self._d.sql("INSERT INTO events (guild_id, seq, at, body) VALUES (%s, %s, %s, %s)"),
-             (member.guild_id, event.seq, event.at, msgspec.json.encode(event))),
+             (member.guild_id, event.seq, event.at, committed.body)),
             (self._d.sql("INSERT INTO uploads (guild_id, member, kind, received_at, body) "
                          "VALUES (%s, %s, %s, %s, %s)"),
              (member.guild_id, member.name, kind, event.at, body)),
         ]
 
     async def _journal_and_event(self, tx: Tx, member: Member, kind: str, body: bytes,
-                                 event: Event, key: str | None) -> None:
-        for statement in self._journal_and_event_statements(member, kind, body, event):
+                                 event: Event, key: str | None) -> Committed:
+        committed = Committed(event, msgspec.json.encode(event))
+        for statement in self._journal_and_event_statements(member, kind, body, committed):
             await tx.execute(*statement)
         if key is not None:
             await tx.execute(*self._upload_key_statement(member, key, kind, body, event))
+        return committed
 
     # Idempotency keys are read after the feed row is locked: one guild's uploads then
     # run one after another, so a repeated key always finds the first upload's row
@@ -339,7 +343,7 @@ class Store:
         return self._d.sql(f"{verb} WHERE guild_id = %s AND {where}"), [guild_id, *keys]
 
     async def apply_view(self, member: Member, tiles: list[Tile], body: bytes, now: int,
-                         key: str | None = None) -> Event:
+                         key: str | None = None) -> Committed:
         """Merge one view into the guild's state and record its event, atomically.
 
         With an idempotency `key` already used by this member for this view (within
@@ -381,7 +385,7 @@ class Store:
         if key is not None:
             reads.append(self._upload_key_lookup(member, key, now))
 
-        def plan(rows: list[list[Row]]) -> tuple[list[Statement], Event]:
+        def plan(rows: list[list[Row]]) -> tuple[list[Statement], Committed]:
             if key is not None:
                 # Raised inside the transaction: it rolls back, seq increment included.
                 _refuse_repeat(rows[-1], "view", body)
@@ -418,16 +422,17 @@ class Store:
                 appeared=merged.appeared, moved=merged.moved, changed=merged.changed,
                 left=[g for kind in KINDS for g in merged.gone[kind]],
             )
-            writes += self._journal_and_event_statements(member, "view", body, event)
+            committed = Committed(event, msgspec.json.encode(event))
+            writes += self._journal_and_event_statements(member, "view", body, committed)
             if key is not None:
                 writes.append(self._upload_key_statement(member, key, "view", body, event))
-            return writes, event
+            return writes, committed
 
         return await self.backend.read_then_write(reads, plan)
 
     async def _update_players(self, tx: Tx, member: Member, kind: str,
                               rows: Sequence[dict[str, Any]], now: int, body: bytes,
-                              key: str | None) -> Event:
+                              key: str | None) -> Committed:
         """Write profile or group rows of players, and the event saying what changed."""
         guild_id = member.guild_id
         epoch, seq = await self._next_seq(tx, guild_id)
@@ -458,8 +463,7 @@ class Store:
                 event.moved.append(state)
             else:
                 event.changed.append(state)
-        await self._journal_and_event(tx, member, kind, body, event, key)
-        return event
+        return await self._journal_and_event(tx, member, kind, body, event, key)
 
     async def _players_by_id(self, tx: Tx, guild_id: int,
                              ids: Sequence[int]) -> dict[int, MemberProfile]:
@@ -470,7 +474,7 @@ class Store:
         return {row[0]: MemberProfile(*row) for row in rows}
 
     async def apply_profile(self, member: Member, profile: Profile, body: bytes, now: int,
-                            key: str | None = None) -> Event:
+                            key: str | None = None) -> Committed:
         """Record the uploader's own profile page (`key` as for `apply_view`)."""
         c = profile.caracs
         row = {
@@ -482,13 +486,13 @@ class Store:
             "profile_at": now, "profile_by": member.name,
         }
 
-        async def work(tx: Tx) -> Event:
+        async def work(tx: Tx) -> Committed:
             return await self._update_players(tx, member, "profile", [row], now, body, key)
 
         return await self.backend.write(work)
 
     async def apply_group(self, member: Member, group: list[GroupMember], body: bytes,
-                          now: int, key: str | None = None) -> Event:
+                          now: int, key: str | None = None) -> Committed:
         """Record the hunting group: each listed player is updated, not the uploader
         (`key` as for `apply_view`)."""
         rows = [
@@ -498,14 +502,13 @@ class Store:
             for g in group
         ]
 
-        async def work(tx: Tx) -> Event:
+        async def work(tx: Tx) -> Committed:
             if not rows:
                 epoch, seq = await self._next_seq(tx, member.guild_id)
                 await self._check_upload_key(tx, member, key, "group", body, now)
                 event = Event(guild_id=member.guild_id, seq=seq, epoch=epoch, at=now,
                               by=member.name, kind="group")
-                await self._journal_and_event(tx, member, "group", body, event, key)
-                return event
+                return await self._journal_and_event(tx, member, "group", body, event, key)
             return await self._update_players(tx, member, "group", rows, now, body, key)
 
         return await self.backend.write(work)

@@ -43,14 +43,14 @@ async def test_view_event_classifies_changes(store: Store, make_token: TokenMake
     body, tiles = _decode(_view(100, 100, 2, {(100, 100): {"npcs": [gob]},
                                               (101, 100): {"resources": [{"name": "Bois", "level": 1}]},
                                               (100, 101): {"npcs": [{**gob, "id": 10}]}}))
-    first = await store.apply_view(member, tiles, body, 1_000)
+    first = (await store.apply_view(member, tiles, body, 1_000)).event
     assert first.seq == 1
     assert sorted(type(e).__name__ for e in first.appeared) == [
         "MonsterState", "MonsterState", "ResourceState"]
     assert len(first.tiles) == 19 and first.covered is None
     # Gobelin 9 moves to (99, 100) and is wounded, 10 dies, the wood runs out.
     body, tiles = _decode(_view(100, 100, 2, {(99, 100): {"npcs": [{**gob, "wounds": "Blessé"}]}}))
-    second = await store.apply_view(member, tiles, body, 2_000)
+    second = (await store.apply_view(member, tiles, body, 2_000)).event
     assert second.seq == 2
     assert [(e.id, e.x, e.y, e.wounds) for e in second.moved] == [(9, 99, 100, "Blessé")]  # type: ignore[union-attr]
     assert sorted(type(e).__name__ for e in second.left) == ["MonsterState", "ResourceState"]

@@ -33,7 +33,7 @@ from hub.metrics import Metrics
 from hub.settings import Settings
 from storage import Store, StoreError
 from storage.alerts import AlertStore, Fired, Rule
-from storage.model import Event
+from storage.model import Committed, Event
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,9 @@ class Alerts:
         self.rules = by_guild
         self._refreshed_at = now_ms()
 
-    async def on_event(self, event: Event) -> None:
+    async def on_event(self, committed: Committed) -> None:
         """The upload listener: evaluate, or hand over for the surroundings; no I/O."""
+        event = committed.event
         rules = self.rules.get(event.guild_id)
         if not rules:
             return
