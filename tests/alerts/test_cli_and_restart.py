@@ -16,7 +16,7 @@ from storage.alerts import AlertStore
 from tests.alerts.conftest import PUBLIC_URL
 from tests.alerts.kit import HANG_GUARD, FakeDiscord, eventually, monster, view
 from tests.conftest import TokenMaker, auth
-from tests.test_feed_replicas import free_port
+from tests.feed.test_replicas import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_GUARD = 30.0

@@ -14,8 +14,8 @@ from parsers import decode_view
 from storage import Store
 from storage.model import Area, TileState
 from tests.conftest import TokenMaker, auth, member_of
-from tests.feedkit import HANG_GUARD, KIND_LISTS, normalise, recv
-from tests.test_hostile_input import hex_disk
+from tests.feed.kit import HANG_GUARD, KIND_LISTS, normalise, recv
+from tests.uploads.test_hostile_uploads import hex_disk
 
 GUILD = 41
 WHOLE_MAP = {"x": 1000, "y": 500, "r": 3000}

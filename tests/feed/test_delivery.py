@@ -19,7 +19,7 @@ from hub.clock import now_ms
 from hub.settings import Settings
 from storage import Store
 from tests.conftest import TokenMaker, auth
-from tests.feedkit import (
+from tests.feed.kit import (
     CENTRE,
     HANG_GUARD,
     Mirror,

@@ -18,9 +18,9 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import TokenMaker, auth
-from tests.feedkit import HANG_GUARD, ViewMaker, recv, recv_close, subscribe
+from tests.feed.kit import HANG_GUARD, ViewMaker, recv, recv_close, subscribe
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STARTUP_GUARD = 30.0
 
 

@@ -27,7 +27,7 @@ from storage import AmbiguousToken, Store, TokenNotFound, migrate, open_store
 from storage.store import hash_token
 from tests.conftest import TokenMaker, auth, fresh_database_url
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GUILD = 17
 
 PROFILE = {"id": 4242, "name": "Alice", "race": "Elfe", "level": 7, "x": 100, "y": 100}

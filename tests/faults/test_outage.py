@@ -32,7 +32,7 @@ from storage import migrate, open_store
 from storage.mysql import mysql_params
 from storage.sqlite import sqlite_path
 from tests.conftest import auth, fresh_database_url
-from tests.test_hostile_input import (
+from tests.uploads.test_hostile_uploads import (
     PLAYER,
     encode,
     make_group,

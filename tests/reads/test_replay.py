@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from hub.settings import Settings
 from tests.conftest import TokenMaker, auth
-from tests.world import World, distance
+from tests.support.world import World, distance
 
 GUILDS = {17: "Les Veilleurs", 42: "La Horde"}
 MEMBERS_PER_GUILD = 12
