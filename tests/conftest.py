@@ -19,6 +19,7 @@ from hub.app import create_app
 from hub.settings import Settings
 from storage import Store, migrate, open_store
 from storage.model import Member
+from tests.support.dump import empty_database
 
 MYSQL_URL = os.environ.get("NACRITAN_TEST_MYSQL", "mysql://root@127.0.0.1:3306")
 BACKENDS = ("sqlite", "mysql")
@@ -80,6 +81,27 @@ def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
     """A fresh, migrated database, dropped after the test."""
     with migrated_database(backend, tmp_path) as url:
         yield url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def table_db_url(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One migrated database per backend for a whole table of cases (one test module).
+
+    Creating, migrating and dropping a MariaDB database for each of the table's cases
+    would cost most of the suite's time budget; each case instead starts from this
+    database emptied of every row (`empty_database`), which is the same starting state.
+    """
+    with migrated_database(str(request.param), tmp_path_factory.mktemp("hostile")) as url:
+        yield url
+
+
+@pytest_asyncio.fixture
+async def table_client(aiohttp_client: Callable[..., Awaitable[TestClient]],
+                       table_db_url: str) -> TestClient:
+    """A hub from the real factory on the emptied table database."""
+    await asyncio.to_thread(empty_database, table_db_url)
+    return await aiohttp_client(create_app(Settings(db=table_db_url, token_cache_seconds=0.0)))
 
 
 @pytest.fixture

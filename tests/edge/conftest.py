@@ -11,7 +11,6 @@ import os
 import secrets
 import signal
 import socket
-import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -20,13 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import pymysql
 import pytest
 import pytest_asyncio
 
 from storage import open_store
-from storage.mysql import mysql_params
-from storage.sqlite import sqlite_path
 from tests.conftest import migrated_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,26 +184,6 @@ async def add_token(db_url: str, name: str = "Alice", guild_id: int = GUILD) -> 
         return await store.add_token(guild_id, name, None, 1)
     finally:
         await store.close()
-
-
-def query(db_url: str, sql: str) -> list[tuple[Any, ...]]:
-    """Rows of a query run outside the hub, through a plain driver."""
-    if db_url.startswith("sqlite"):
-        conn = sqlite3.connect(sqlite_path(db_url))
-        try:
-            return list(conn.execute(sql).fetchall())
-        finally:
-            conn.close()
-    params = mysql_params(db_url)
-    mconn = pymysql.connect(host=params["host"], port=params["port"], user=params["user"],
-                            password=params["password"], database=params["db"],
-                            connect_timeout=5, autocommit=True)
-    try:
-        with mconn.cursor() as cur:
-            cur.execute(sql)
-            return list(cur.fetchall())
-    finally:
-        mconn.close()
 
 
 def canary() -> str:

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.edge.conftest import Hub, add_token, exchange, query, read_reply, request
+from tests.edge.conftest import Hub, add_token, exchange, read_reply, request
+from tests.support.dump import query
 
 VIEW = b'[{"x": 101, "y": 102, "type": "Plaine"}]'
 BODY_TIMEOUT = 1.5

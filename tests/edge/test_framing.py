@@ -11,7 +11,8 @@ import gzip
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.edge.conftest import Hub, Reply, add_token, canary, exchange, query, request
+from tests.edge.conftest import Hub, Reply, add_token, canary, exchange, request
+from tests.support.dump import query
 
 VIEW = b'[{"x": 101, "y": 102, "type": "Plaine"}]'
 

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 import msgspec
 
-from tests.edge.conftest import Hub, Reply, add_token, exchange, query, read_reply, request
+from tests.edge.conftest import Hub, Reply, add_token, exchange, read_reply, request
+from tests.support.dump import query
 
 SHUTDOWN_TIMEOUT = 10.0
 SLOW_CLIENTS = 12

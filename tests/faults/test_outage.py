@@ -32,14 +32,8 @@ from storage import migrate, open_store
 from storage.mysql import mysql_params
 from storage.sqlite import sqlite_path
 from tests.conftest import auth, fresh_database_url
-from tests.uploads.test_hostile_uploads import (
-    PLAYER,
-    encode,
-    make_group,
-    make_profile,
-    make_view,
-    snapshot,
-)
+from tests.support.dump import snapshot
+from tests.support.payloads import PLAYER, encode, make_group, make_profile, make_view
 
 GUILD = 17
 HANG_SECONDS = 30

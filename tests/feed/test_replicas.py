@@ -18,7 +18,8 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import TokenMaker, auth
-from tests.feed.kit import HANG_GUARD, ViewMaker, recv, recv_close, subscribe
+from tests.feed.kit import HANG_GUARD, recv, recv_close, subscribe
+from tests.support.payloads import ViewMaker
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_GUARD = 30.0

@@ -6,24 +6,10 @@ the request, and a good upload and read right after must still be served.
 """
 from __future__ import annotations
 
-import io
-import json
-
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import auth
-from tests.uploads.test_hostile_uploads import (  # noqa: F401
-    Case,
-    assert_envelope,
-    encode,
-    make_view,
-    seed,
-    snapshot,
-    table_client,
-    table_db_url,
-    table_token,
-)
+from tests.support.hostile import Case, assert_refused_and_nothing_stored, case_ids
 
 CASES: list[Case] = [
     Case("state-missing-x", "GET", "/api/v1/state?y=100&r=3", None, 400,
@@ -68,32 +54,7 @@ CASES: list[Case] = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=case_ids(CASES))
 async def test_hostile_request_is_refused_and_stores_nothing(
-        case: Case, table_client: TestClient, table_db_url: str) -> None:  # noqa: F811
-    client, db_url = table_client, table_db_url
-    token = await table_token(db_url)
-    await seed(client, token)
-    before = await snapshot(db_url)
-    assert before["tiles"][1], "the seed stored nothing"
-
-    body = io.BytesIO(case.body()) if case.body is not None else None
-    resp = await client.request(case.method, case.url, data=body, headers=auth(token))
-    text = await resp.text()
-
-    assert resp.status == case.status, text
-    assert resp.content_type == "application/json"
-    assert_envelope(case.url, resp.status, json.loads(text), case.code, case.path)
-    if resp.status == 405:
-        assert resp.headers.get("Allow"), resp.headers
-    assert await snapshot(db_url) == before
-
-    # The hub is not wedged: the next good upload and read are served normally.
-    moved = make_view(monster_at=7)
-    resp = await client.post("/view", data=encode(moved), headers=auth(token))
-    assert resp.status == 200, await resp.text()
-    resp = await client.get("/api/v1/state?x=100&y=100&r=2", headers=auth(token))
-    state = await resp.json()
-    assert [(m["id"], m["x"], m["y"]) for m in state["monsters"]] == [
-        (90311, moved[7]["x"], moved[7]["y"])]
-    assert await snapshot(db_url) != before
+        case: Case, table_client: TestClient, table_db_url: str) -> None:
+    await assert_refused_and_nothing_stored(case, table_client, table_db_url)
