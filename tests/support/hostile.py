@@ -15,10 +15,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from storage import open_store
-from tests.conftest import auth
+from tests.conftest import add_token, auth
 from tests.support.dump import snapshot
-from tests.support.payloads import GUILD, PLAYER, encode, make_group, make_profile, make_view
+from tests.support.payloads import PLAYER, encode, make_group, make_profile, make_view
 
 
 @dataclass(frozen=True)
@@ -65,19 +64,11 @@ async def seed(client: TestClient, token: str) -> None:
         assert resp.status == 200, await resp.text()
 
 
-async def table_token(url: str) -> str:
-    # Not bound to a player: the body checks of /pc/<id> are what is under test here.
-    store = await open_store(url)
-    try:
-        return await store.add_token(GUILD, "Alice", None, 1)
-    finally:
-        await store.close()
-
-
 async def assert_refused_and_nothing_stored(case: Case, client: TestClient, db_url: str) -> None:
     """Send the case after a seed: refused as the case says, the database unchanged, and
     the hub still serving."""
-    token = await table_token(db_url)
+    # Not bound to a player: the body checks of /pc/<id> are what is under test here.
+    token = await add_token(db_url)
     await seed(client, token)
     before = await snapshot(db_url)
     assert before["tiles"][1], "the seed stored nothing"
