@@ -125,7 +125,7 @@ def settings(db_url: str) -> Settings:
     """Test settings on the fresh database (defaults otherwise).
 
     No limit on failed authentications: tests that walk every route's 401 cases send
-    dozens from one address (the limit has its own tests, in tests/edge).
+    dozens from one address (the limit has its own tests, in tests/auth).
     """
     return Settings(db=db_url, token_cache_seconds=0.0, auth_failures_per_minute=0)
 
