@@ -24,10 +24,10 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.workload import GuildWorkload
 from hub.app import create_app
 from hub.settings import Settings
 from storage import migrate, open_store
-from tests.feedkit import ViewMaker
 
 
 async def run(subscribers: int, uploads: int, db: str) -> dict[str, float]:
@@ -64,10 +64,11 @@ async def run(subscribers: int, uploads: int, db: str) -> dict[str, float]:
                     received.setdefault(json.loads(msg.data)["seq"], []).append(at)
 
             listeners = [asyncio.create_task(listen(ws)) for ws in sockets]
-            maker = ViewMaker(seed=1)
+            # Small views (radius 2: 19 tiles) of guildmates walking the seeded world.
+            views = GuildWorkload(seed=1, members=8, radius=2).stream()
             answered: dict[int, float] = {}
             for _ in range(uploads):
-                body = maker.view()
+                _, body = next(views)
                 async with session.post(f"{base}/view", data=body,
                                         headers={"Authorization": f"Bearer {token}"}) as resp:
                     seq = (await resp.json())["seq"]

@@ -27,7 +27,7 @@ import aiohttp
 from playwright.async_api import Page, async_playwright
 
 from bench import common
-from tests.world import disk
+from bench.workload import disk
 
 GUILD = 17
 MEMBERS = 40

@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.hexes import disk
+
 HANG_GUARD = 20.0  # seconds: only turns a hang into a failure, never a timing claim
 
 
@@ -110,19 +112,12 @@ async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool],
     await asyncio.wait_for(poll(), guard)
 
 
-def hex_disk(cx: int, cy: int, r: int) -> list[tuple[int, int]]:
-    def d(dx: int, dy: int) -> int:
-        return (abs(dx) + abs(dy) + abs(dx + dy)) // 2
-    return [(cx + dx, cy + dy) for dx in range(-r, r + 1) for dy in range(-r, r + 1)
-            if d(dx, dy) <= r]
-
-
 def view(cx: int, cy: int, r: int = 4, *, pcs: dict[tuple[int, int], list[dict[str, Any]]] | None = None,
          npcs: dict[tuple[int, int], list[dict[str, Any]]] | None = None) -> bytes:
     """A whole view around (cx, cy) in the userscript's format, with entities placed."""
     pcs, npcs = pcs or {}, npcs or {}
     tiles = []
-    for x, y in hex_disk(cx, cy, r):
+    for x, y in disk(cx, cy, r):
         tiles.append({"x": x, "y": y, "type": "Plaine", "items": {
             "pcs": pcs.get((x, y), []), "npcs": npcs.get((x, y), []),
             "places": [], "resources": [], "objects": []}})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -14,9 +13,9 @@ import pytest
 from storage import Store
 from storage.alerts import AlertStore
 from tests.alerts.conftest import PUBLIC_URL
-from tests.alerts.kit import HANG_GUARD, FakeDiscord, eventually, monster, view
+from tests.alerts.kit import FakeDiscord, eventually, monster, view
 from tests.conftest import TokenMaker, auth
-from tests.test_feed_replicas import free_port
+from tests.support.servers import HubProcess
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_GUARD = 30.0
@@ -106,40 +105,6 @@ async def test_alerts_commands_show_webhooks_masked_only(
         assert secret not in out
 
 
-class Hub:
-    """One `python -m hub serve` process, logging to a file."""
-
-    def __init__(self, db_url: str, log: Path) -> None:
-        self.port = free_port()
-        self.db_url = db_url
-        self.log = log
-        self.proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self, session: aiohttp.ClientSession) -> None:
-        with self.log.open("ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "hub", "serve", "--port", str(self.port), cwd=REPO,
-                env=hub_env(self.db_url), stdout=out, stderr=out)
-
-        async def ready() -> bool:
-            try:
-                async with session.get(f"{self.base}/readyz") as resp:
-                    return resp.status == 200
-            except aiohttp.ClientConnectionError:
-                return False
-        await eventually(ready, STARTUP_GUARD)
-
-    async def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        await asyncio.wait_for(self.proc.wait(), HANG_GUARD)
-        self.proc = None
-
-
 async def _released_after_a_try(store: Store) -> bool:
     async with store.backend.read() as tx:
         rows = await tx.fetchall("SELECT attempts, claimed_by, state FROM alert_outbox")
@@ -154,10 +119,11 @@ async def test_hub_killed_with_a_queued_alert_sends_it_after_restart_once(
                                "monster", "--min-level", "1", "--within", "4")
     assert code == 0, (out, err)
     token = await make_token(7, "Alice")
-    hub = Hub(db_url, tmp_path / "hub.log")
+    hub = HubProcess(hub_env(db_url), tmp_path / "hub.log")
     async with aiohttp.ClientSession() as session:
         try:
-            await hub.start(session)
+            hub.start()
+            await hub.wait_ready()
             discord.default = 500  # Discord is down: the alert stays queued
             async with session.post(f"{hub.base}/view", headers=auth(token),
                                     data=view(500, 500, 3, npcs={(501, 500): [monster(11, 4)]})
@@ -165,12 +131,13 @@ async def test_hub_killed_with_a_queued_alert_sends_it_after_restart_once(
                 assert resp.status == 200, await resp.text()
             # Killed between two tries (2 s apart), while nobody holds the alert's claim.
             await eventually(lambda: _released_after_a_try(store))
-            await hub.kill()
+            hub.kill()
             tried = len(discord.received)
             assert tried >= 1 and discord.delivered() == []
 
             discord.default = 204
-            await hub.start(session)
+            hub.start()
+            await hub.wait_ready()
             await eventually(lambda: len(discord.delivered()) == 1)
             # Several more rounds of the restarted hub: still one message.
             await asyncio.sleep(1.0)
@@ -178,9 +145,8 @@ async def test_hub_killed_with_a_queued_alert_sends_it_after_restart_once(
             assert all(r.body == discord.received[0].body for r in discord.received)
             assert [row[3] for row in await AlertStore(store.backend).outbox()] == ["sent"]
         finally:
-            if hub.proc is not None:
-                await hub.kill()
-    log = hub.log.read_text()
+            hub.kill()
+    log = hub.log()
     assert "alert 1 (rule 1): Discord unreachable (500)" in log
     for text in (log, out, err):
         assert hook.rsplit("/", 1)[1] not in text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -16,6 +15,7 @@ from tests.alerts.kit import FakeDiscord, eventually, monster, view
 from tests.alerts.test_cli_and_restart import cli
 from tests.alerts.test_firing import GUILD, add_rule, post
 from tests.conftest import TokenMaker
+from tests.support.servers import free_port
 
 
 async def sightings(client: TestClient, token: str, first_id: int, count: int) -> None:
@@ -121,17 +121,11 @@ async def _disabled(alerts: AlertStore, rule_id: int) -> bool:
                for i in await alerts.list_rules())
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_webhook_url_in_no_log_line_metric_or_response(
         client: TestClient, store: Store, make_token: TokenMaker, discord: FakeDiscord,
         caplog: pytest.LogCaptureFixture) -> None:
     hooks = [discord.webhook() for _ in range(3)]
-    unreachable = f"http://127.0.0.1:{_closed_port()}/api/webhooks/1/{'s3cr3t' * 8}"
+    unreachable = f"http://127.0.0.1:{free_port()}/api/webhooks/1/{'s3cr3t' * 8}"
     for hook in (*hooks, unreachable):
         await add_rule(client.app, store, GUILD, "monster", hook, min_level=1, within=4)
     # From here on the hub works alone: everything it logs, at every level, is checked

@@ -33,7 +33,7 @@ def test_a_clone_in_an_empty_directory_runs_the_sample_based_tests(tmp_path: Pat
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "tests/test_smoke.py", "tests/test_parsers_lean.py"],
+         "tests/test_smoke.py", "tests/uploads/test_parsers_lean.py"],
         cwd=clone, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     summary = result.stdout.strip().splitlines()[-1]

@@ -118,13 +118,6 @@ def run_hub(args: list[str], db_url: str, **extra: str) -> subprocess.CompletedP
     )
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def wait_until_listening(port: int, process: subprocess.Popen[bytes], what: str) -> None:
     """Poll a loopback port until it accepts, failing early if `process` died."""
     for _ in range(300):

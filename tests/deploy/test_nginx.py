@@ -23,7 +23,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from .conftest import ROOT, free_port, hub_env, stop, tool, wait_for_http, wait_until_listening
+from tests.support.servers import free_port
+
+from .conftest import ROOT, hub_env, stop, tool, wait_for_http, wait_until_listening
 from .nginx_config import render_test_config
 
 GUILD = 1
@@ -68,7 +70,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     workdir = tmp_path_factory.mktemp("edge")
     hub_port, http_port, https_port = free_port(), free_port(), free_port()
     # Every request here comes from 127.0.0.1 and the rate-limit test sends dozens without
-    # a token: the hub's own limit on failed authentications (tests/edge) would answer
+    # a token: the hub's own limit on failed authentications (tests/auth) would answer
     # them 429 for a minute and starve the tests after it, so it is off for nginx's tests.
     env = hub_env(f"sqlite:///{workdir / 'hub.db'}", NACRITAN_TRUSTED_PROXIES="127.0.0.1",
                   NACRITAN_AUTH_FAILURES_PER_MINUTE="0")

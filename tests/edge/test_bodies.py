@@ -8,7 +8,10 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.edge.conftest import Hub, add_token, exchange, query, read_reply, request
+from tests.conftest import add_token
+from tests.edge.conftest import exchange, read_reply, request
+from tests.support.dump import query
+from tests.support.servers import HubProcess
 
 VIEW = b'[{"x": 101, "y": 102, "type": "Plaine"}]'
 BODY_TIMEOUT = 1.5
@@ -22,9 +25,9 @@ def _status_counts(metrics: str, route: str) -> dict[str, float]:
 
 
 async def test_a_client_that_leaves_mid_body_is_counted_as_499_without_an_error(
-        sqlite_url: str, hub_factory: Callable[..., Hub]) -> None:
+        sqlite_url: str, hub_factory: Callable[..., HubProcess]) -> None:
     token = await add_token(sqlite_url)
-    hub: Hub = await hub_factory(sqlite_url)  # type: ignore[misc]
+    hub: HubProcess = await hub_factory(sqlite_url)  # type: ignore[misc]
     leavers = 5
     for _ in range(leavers):
         _, writer = await asyncio.open_connection("127.0.0.1", hub.port)
@@ -52,9 +55,9 @@ async def test_a_client_that_leaves_mid_body_is_counted_as_499_without_an_error(
     "short-body",
 ])
 async def test_a_body_that_does_not_arrive_in_time_is_a_408(
-        send: str, sqlite_url: str, hub_factory: Callable[..., Hub]) -> None:
+        send: str, sqlite_url: str, hub_factory: Callable[..., HubProcess]) -> None:
     token = await add_token(sqlite_url)
-    hub: Hub = await hub_factory(  # type: ignore[misc]
+    hub: HubProcess = await hub_factory(  # type: ignore[misc]
         sqlite_url, NACRITAN_BODY_TIMEOUT=str(BODY_TIMEOUT))
     reader, writer = await asyncio.open_connection("127.0.0.1", hub.port)
     head = request("POST", "/view", f"Authorization: Bearer {token}",
@@ -93,9 +96,9 @@ async def test_a_body_that_does_not_arrive_in_time_is_a_408(
     ("/pc/4242", b'{"id": 4242, "name": "Al", "x": 1, "y": 2, "future": ["\xc0\xaf"]}'),
 ])
 async def test_invalid_utf8_anywhere_in_the_body_is_refused_and_not_journaled(
-        route: str, body: bytes, sqlite_url: str, hub_factory: Callable[..., Hub]) -> None:
+        route: str, body: bytes, sqlite_url: str, hub_factory: Callable[..., HubProcess]) -> None:
     token = await add_token(sqlite_url)
-    hub: Hub = await hub_factory(sqlite_url)  # type: ignore[misc]
+    hub: HubProcess = await hub_factory(sqlite_url)  # type: ignore[misc]
     reply = await exchange(hub.port, request("POST", route, f"Authorization: Bearer {token}",
                                              body=body))
     assert reply is not None and reply.status == 400, reply

@@ -11,7 +11,10 @@ import gzip
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.edge.conftest import Hub, Reply, add_token, canary, exchange, query, request
+from tests.conftest import add_token
+from tests.edge.conftest import Reply, canary, exchange, request
+from tests.support.dump import query
+from tests.support.servers import HubProcess
 
 VIEW = b'[{"x": 101, "y": 102, "type": "Plaine"}]'
 
@@ -157,9 +160,9 @@ def check_envelope(reply: Reply, status: int, code: str) -> list[str]:
 
 
 async def test_hostile_framing_answers_json_and_never_leaks_the_token(
-        sqlite_url: str, hub_factory: Callable[..., Hub]) -> None:
+        sqlite_url: str, hub_factory: Callable[..., HubProcess]) -> None:
     token = await add_token(sqlite_url)
-    hub: Hub = await hub_factory(sqlite_url, NACRITAN_BODY_TIMEOUT="2")  # type: ignore[misc]
+    hub: HubProcess = await hub_factory(sqlite_url, NACRITAN_BODY_TIMEOUT="2")  # type: ignore[misc]
     canaries = []
     problems: dict[str, list[str]] = {}
     replies: list[Reply] = []

@@ -13,7 +13,10 @@ from collections.abc import Callable
 
 import msgspec
 
-from tests.edge.conftest import Hub, Reply, add_token, exchange, query, read_reply, request
+from tests.conftest import add_token
+from tests.edge.conftest import Reply, exchange, read_reply, request
+from tests.support.dump import query
+from tests.support.servers import HubProcess
 
 SHUTDOWN_TIMEOUT = 10.0
 SLOW_CLIENTS = 12
@@ -75,9 +78,9 @@ async def _busy_uploader(port: int, token: str, first: int, stop: asyncio.Event,
 
 
 async def test_sigterm_lets_bodies_in_flight_complete_then_exits_at_once(
-        mysql_url: str, hub_factory: Callable[..., Hub]) -> None:
+        mysql_url: str, hub_factory: Callable[..., HubProcess]) -> None:
     token = await add_token(mysql_url)
-    hub: Hub = await hub_factory(  # type: ignore[misc]
+    hub: HubProcess = await hub_factory(  # type: ignore[misc]
         mysql_url, NACRITAN_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT))
     signalled, half_sent = asyncio.Event(), asyncio.Event()
     started: list[int] = []
@@ -93,7 +96,7 @@ async def test_sigterm_lets_bodies_in_flight_complete_then_exits_at_once(
     sent_at = time.monotonic()
     hub.proc.send_signal(15)
     signalled.set()
-    exit_code = await asyncio.wait_for(hub.proc.wait(), SHUTDOWN_TIMEOUT * 3)
+    exit_code = await asyncio.wait_for(asyncio.to_thread(hub.proc.wait), SHUTDOWN_TIMEOUT * 3)
     exit_seconds = time.monotonic() - sent_at
     slow_replies = await asyncio.gather(*slow)
     await asyncio.gather(*busy_tasks)
@@ -132,10 +135,10 @@ async def test_sigterm_lets_bodies_in_flight_complete_then_exits_at_once(
 
 
 async def test_sigterm_answers_503_to_a_body_that_never_ends_within_the_timeout(
-        sqlite_url: str, hub_factory: Callable[..., Hub]) -> None:
+        sqlite_url: str, hub_factory: Callable[..., HubProcess]) -> None:
     token = await add_token(sqlite_url)
     timeout = 3.0
-    hub: Hub = await hub_factory(  # type: ignore[misc]
+    hub: HubProcess = await hub_factory(  # type: ignore[misc]
         sqlite_url, NACRITAN_SHUTDOWN_TIMEOUT=str(timeout))
     reader, writer = await asyncio.open_connection("127.0.0.1", hub.port)
     body = view(1)
@@ -148,7 +151,7 @@ async def test_sigterm_answers_503_to_a_body_that_never_ends_within_the_timeout(
     hub.proc.send_signal(15)
     reply = await asyncio.wait_for(read_reply(reader), timeout * 3)
     answered = time.monotonic() - sent_at
-    exit_code = await asyncio.wait_for(hub.proc.wait(), timeout * 3)
+    exit_code = await asyncio.wait_for(asyncio.to_thread(hub.proc.wait), timeout * 3)
     exit_seconds = time.monotonic() - sent_at
     writer.close()
 

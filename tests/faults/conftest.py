@@ -1,14 +1,13 @@
-"""Fixtures of the fault tests: private servers, started per test, always stopped."""
+"""Fixtures of the fault tests: a private MariaDB, started per test, always stopped (the
+private Redis, hub processes and HTTP session are in tests/conftest.py)."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
-import pytest_asyncio
 
-from tests.faults.servers import HubProcess, PrivateMariaDB, PrivateRedis, install_mariadb_datadir
+from tests.support.servers import PrivateMariaDB, install_mariadb_datadir
 
 
 @pytest.fixture(scope="session")
@@ -27,28 +26,3 @@ def mariadb(mariadb_template: Path, tmp_path: Path) -> Iterator[PrivateMariaDB]:
     if server.proc is not None:
         server.resume()
     server.kill()
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
-def hubs() -> Iterator[list[HubProcess]]:
-    """Hub processes a test starts; each is stopped (killed if need be) afterwards."""
-    started: list[HubProcess] = []
-    yield started
-    for hub in started:
-        if hub.proc is not None:
-            hub.proc.kill()
-            hub.proc.wait()
-
-
-@pytest_asyncio.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s

@@ -20,7 +20,7 @@ import aiohttp
 from hub.errors import COMMIT_UNCERTAIN_MESSAGE
 from storage import migrate, open_store
 from tests.faults.load import Subscriber, Uploader, event_fields, unique_view, wait_for
-from tests.faults.servers import HubProcess, PrivateMariaDB
+from tests.support.servers import HubProcess, PrivateMariaDB
 
 GUILDS = list(range(101, 109))
 DATABASE = "nacritan"
@@ -45,7 +45,7 @@ async def test_database_hang_and_kill_lose_nothing_and_store_nothing_twice(
                      tmp_path / "hub.log")
     hubs.append(hub)
     hub.start()
-    await hub.wait_ready(session)
+    await hub.wait_ready()
 
     subscribers = {g: Subscriber(hub.base, tokens[g]) for g in GUILDS}
     uploaders = {g: Uploader([hub.base], tokens[g], g) for g in GUILDS}
@@ -178,7 +178,7 @@ async def test_an_upload_committed_after_its_503_reaches_the_feed_when_the_datab
                       "NACRITAN_LOG_LEVEL": "INFO"}, tmp_path / "hub.log")
     hubs.append(hub)
     hub.start()
-    await hub.wait_ready(session)
+    await hub.wait_ready()
     subscriber = Subscriber(hub.base, token)
     following = asyncio.create_task(subscriber.run(session))
     await asyncio.wait_for(subscriber.subscribed.wait(), GUARD)
@@ -201,7 +201,7 @@ async def test_an_upload_committed_after_its_503_reaches_the_feed_when_the_datab
                                    (f"%{refused[0]}\"%",))
             if stored:
                 break
-            await hub.wait_ready(session)
+            await hub.wait_ready()
         else:
             raise AssertionError("no hang caught a COMMIT the server then applied")
         (seq,), = stored

@@ -16,7 +16,7 @@ import aiohttp
 
 from storage import migrate, open_store
 from tests.faults.load import Subscriber, Uploader, event_fields, wait_for
-from tests.faults.servers import HubProcess, PrivateMariaDB, PrivateRedis
+from tests.support.servers import HubProcess, PrivateMariaDB, PrivateRedis
 
 GUILDS = [201, 202]
 DATABASE = "nacritan"
@@ -76,8 +76,8 @@ async def test_redis_killed_then_hung_keeps_replicas_ready_and_loses_no_event(
     hubs += [a, b]
     a.start()
     b.start()
-    await a.wait_ready(session)
-    await b.wait_ready(session)
+    await a.wait_ready()
+    await b.wait_ready()
     subscribers = [Subscriber(h.base, tokens[g]) for g in GUILDS for h in (a, b)]
     # The first guild's uploads go to both replicas in turn; the second's only to A, so
     # its subscriber on B hears of them through Redis or, while Redis is away, polling.

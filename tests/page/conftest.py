@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,13 +12,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from storage import open_store
 from tests.conftest import fresh_database_url
+from tests.support.servers import HubProcess
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,56 +34,27 @@ GUILD = 17
 OTHER_GUILD = 99
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def off_the_loop(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to completion in a thread: sync Playwright holds this thread's loop."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, work()).result()
 
 
-class Hub:
-    """`python -m hub serve` on a fixed port: stopped (SIGTERM) and started again at will."""
+class Hub(HubProcess):
+    """The hub of the page tests: stopped (SIGTERM) and started again at will, with the
+    uploads, reads and token commands the tests make."""
 
     def __init__(self, db_url: str, log_path: Path, port: int | None = None) -> None:
+        super().__init__({"NACRITAN_DB": db_url, "NACRITAN_TOKEN_CACHE_SECONDS": "0.5",
+                          "NACRITAN_LOG_LEVEL": "INFO"}, log_path, port)
         self.db_url = db_url
-        self.port = port or _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = self.base
 
-    def start(self) -> Hub:
-        env = {**os.environ, "NACRITAN_DB": self.db_url, "NACRITAN_TOKEN_CACHE_SECONDS": "0.5",
-               "NACRITAN_LOG_LEVEL": "INFO"}
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hub", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"hub exited: {self.log_path.read_text()[-2000:]}")
-            with contextlib.suppress(OSError, urllib.error.URLError), \
-                    urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as resp:
-                if resp.status == 200:
-                    return self
-            time.sleep(0.1)
-        raise RuntimeError("hub not ready within 60 s")
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
+    def start(self) -> Self:
+        """Start and wait until ready (from the browser's thread: blocking is right here)."""
+        super().start()
+        self.wait_ready_blocking()
+        return self
 
     def post(self, path: str, token: str, payload: Any) -> dict[str, Any]:
         """An upload as the userscripts send it; returns the hub's JSON answer."""

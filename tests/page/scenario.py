@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from playwright.sync_api import Page, expect
 
 from tests.page.conftest import GUILD, Hub
-from tests.world import Walker, World
+from tests.support.world import Walker, World
 
 GUILD_NAME = "Les Veilleurs"
 NEXT_TURN_IN = timedelta(hours=3, minutes=10)

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.page.conftest import GUILD, ROOT, Hub
-from tests.world import disk
+from tests.support.hexes import disk
 
 pytestmark = pytest.mark.slow
 

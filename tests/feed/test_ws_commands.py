@@ -17,7 +17,7 @@ from hub import keys
 from hub.app import create_app
 from hub.settings import Settings
 from tests.conftest import TokenMaker, auth
-from tests.feedkit import HANG_GUARD, recv, recv_close
+from tests.feed.kit import HANG_GUARD, recv, recv_close
 
 
 async def results_until(ws: aiohttp.ClientWebSocketResponse, last_id: int) -> list[dict[str, Any]]:

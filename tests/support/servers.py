@@ -1,8 +1,9 @@
-"""Private servers for fault tests: a MariaDB and a redis-server of the test's own (which
-it may hang with SIGSTOP or kill), and hubs run as `python -m hub serve` processes."""
+"""Servers a test runs as processes of its own: a MariaDB and a redis-server (which it may
+hang with SIGSTOP or kill), and hubs run as `python -m hub serve`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -10,14 +11,14 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-import aiohttp
 import pymysql
 
 REPO = Path(__file__).resolve().parents[2]
-STARTUP_GUARD = 30.0
+STARTUP_GUARD = 60.0  # seconds: only turns a hang into a failure
 
 
 def free_port() -> int:
@@ -172,44 +173,73 @@ class PrivateRedis:
 
 
 class HubProcess:
-    """One `python -m hub serve` on its own port, logging to a file."""
+    """One `python -m hub serve` on its own port, its stdout and stderr appended to a file."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.env = env
-        self.log = log
+        self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        with self.log.open("ab") as out:
+    def start(self) -> Self:
+        """Start the process (without waiting for it: see `wait_ready`)."""
+        with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hub", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "hub", "serve", "--host", "127.0.0.1",
+                 "--port", str(self.port)],
                 cwd=REPO, env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT)
+        return self
 
-    async def wait_ready(self, session: aiohttp.ClientSession) -> None:
-        """Poll /readyz until 200 (a hang guard, not a timing claim)."""
+    def wait_ready_blocking(self) -> None:
+        """Poll /readyz until 200 (a hang guard bounds it, not a timing claim)."""
         deadline = time.monotonic() + STARTUP_GUARD
         while True:
-            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()[-3000:]
-            try:
-                async with session.get(f"{self.base}/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            assert time.monotonic() < deadline, "the hub never became ready"
-            await asyncio.sleep(0.1)
+            assert self.proc is not None and self.proc.poll() is None, self.log()[-3000:]
+            with contextlib.suppress(OSError), \
+                    urllib.request.urlopen(f"{self.base}/readyz", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+            assert time.monotonic() < deadline, "the hub never became ready:\n" + self.log()
+            time.sleep(0.1)
 
-    def stop(self) -> None:
+    async def wait_ready(self) -> None:
+        """`wait_ready_blocking` off the event loop."""
+        await asyncio.to_thread(self.wait_ready_blocking)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        """Signal the process and wait for its exit code (SIGKILL if it outlives the guard);
+        None if it is not running."""
+        if self.proc is None:
+            return None
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=STARTUP_GUARD)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed node; nothing if it is not running."""
         if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STARTUP_GUARD)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            self.proc.kill()
+            self.proc.wait()
             self.proc = None
+
+    def log(self) -> str:
+        """Everything the hub has written so far."""
+        return self.log_path.read_text(errors="backslashreplace")
+
+    async def wait_for_log(self, text: str, count: int = 1) -> str:
+        """The log once `text` appears `count` times in it (access lines come last)."""
+        for _ in range(100):
+            log = self.log()
+            if log.count(text) >= count:
+                return log
+            await asyncio.sleep(0.05)
+        return self.log()

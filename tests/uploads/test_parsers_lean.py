@@ -10,7 +10,7 @@ from parsers import ParseError, Tile, decode_view
 from parsers.errors import UNREADABLE
 from parsers.view import _VIEW
 
-SAMPLE = (Path(__file__).resolve().parent / "data" / "view-radius4.json").read_bytes()
+SAMPLE = (Path(__file__).resolve().parents[1] / "data" / "view-radius4.json").read_bytes()
 
 
 def _strict(body: bytes) -> list[Tile] | ParseError:

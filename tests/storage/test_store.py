@@ -14,7 +14,7 @@ from parsers import decode_view
 from storage import Store
 from storage.backend import Tx
 from tests.conftest import TokenMaker, auth, member_of
-from tests.world import disk
+from tests.support.hexes import disk
 
 
 def _view(cx: int, cy: int, r: int, items: dict[tuple[int, int], dict[str, Any]] | None = None,

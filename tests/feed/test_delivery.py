@@ -18,14 +18,11 @@ from hub.app import create_app
 from hub.clock import now_ms
 from hub.settings import Settings
 from storage import Store
+from storage.merge import hex_distance
 from tests.conftest import TokenMaker, auth
-from tests.feedkit import (
-    CENTRE,
+from tests.feed.kit import (
     HANG_GUARD,
     Mirror,
-    ViewMaker,
-    disk,
-    hex_distance,
     login,
     normalise,
     recv,
@@ -33,6 +30,8 @@ from tests.feedkit import (
     subscribe,
     subscribed,
 )
+from tests.support.hexes import disk
+from tests.support.payloads import CENTRE, ViewMaker
 
 
 async def upload(client: TestClient, token: str, body: bytes) -> int:

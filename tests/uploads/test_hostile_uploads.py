@@ -1,175 +1,29 @@
-"""Hostile input: every bad upload or read is a 4xx in the one envelope and stores nothing.
+"""Hostile uploads: every bad POST /view, /pc/<id> or /gdc is a 4xx in the one envelope
+and stores nothing (the table; its machinery in tests/support/hostile.py, the read rows
+in tests/reads/test_hostile_reads.py).
 
-Each case is sent after a realistic seed, then the whole database (every table, every
-row, ordered by primary key) is compared with a dump taken before the request, through
-a plain sqlite3 / PyMySQL connection that shares nothing with the hub. A good upload
-right after must still be served. The positive tests at the end pin what is *not*
-hostile: SQL-looking names, emoji and RTL text, unknown fields from newer userscripts,
-summoned creatures without id, portals without town.
+The positive tests at the end pin what is *not* hostile: SQL-looking names, emoji and
+RTL text, unknown fields from newer userscripts, summoned creatures without id, portals
+without town.
 """
 from __future__ import annotations
 
-import asyncio
 import copy
-import io
-import json
-import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
-import pymysql
 import pytest
 from aiohttp.test_utils import TestClient
 
-from hub.app import create_app
-from hub.settings import Settings
-from storage import open_store
-from storage.mysql import mysql_params
-from storage.sqlite import sqlite_path
-from tests.conftest import BACKENDS, TokenMaker, auth, migrated_database
+from tests.conftest import TokenMaker, auth
+from tests.support.dump import snapshot
+from tests.support.hexes import disk
+from tests.support.hostile import Case, assert_refused_and_nothing_stored, case_ids
+from tests.support.payloads import GUILD, PLAYER, encode, make_group, make_profile, make_view
 
-GUILD = 17
-PLAYER = 4242
 MiB = 1024 * 1024
 
-# -- a plain view of the database, independent of the hub -----------------------------
-
-Dump = dict[str, tuple[list[str], list[tuple[Any, ...]]]]
-
-
-def _dump_sqlite(url: str) -> Dump:
-    conn = sqlite3.connect(sqlite_path(url))
-    try:
-        dump: Dump = {}
-        names = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        for name in names:
-            info = conn.execute(f'PRAGMA table_info("{name}")').fetchall()
-            columns = [row[1] for row in info]
-            pk = [row[1] for row in sorted(info, key=lambda r: r[5]) if row[5] > 0]
-            order = ", ".join(f'"{c}"' for c in (pk or columns))
-            rows = conn.execute(f'SELECT * FROM "{name}" ORDER BY {order}').fetchall()
-            dump[name] = (columns, rows)
-        return dump
-    finally:
-        conn.close()
-
-
-def _dump_mysql(url: str) -> Dump:
-    params = mysql_params(url)
-    conn = _plain_connection(url)
-    try:
-        dump: Dump = {}
-        with conn.cursor() as cur:
-            cur.execute("SELECT table_name FROM information_schema.tables "
-                        "WHERE table_schema = %s AND table_type = 'BASE TABLE' "
-                        "ORDER BY table_name", (params["db"],))
-            names = [r[0] for r in cur.fetchall()]
-            for name in names:
-                cur.execute("SELECT column_name FROM information_schema.columns "
-                            "WHERE table_schema = %s AND table_name = %s "
-                            "ORDER BY ordinal_position", (params["db"], name))
-                columns = [r[0] for r in cur.fetchall()]
-                cur.execute("SELECT column_name FROM information_schema.statistics "
-                            "WHERE table_schema = %s AND table_name = %s "
-                            "AND index_name = 'PRIMARY' ORDER BY seq_in_index",
-                            (params["db"], name))
-                pk = [r[0] for r in cur.fetchall()]
-                order = ", ".join(f"`{c}`" for c in (pk or columns))
-                cur.execute(f"SELECT * FROM `{name}` ORDER BY {order}")
-                dump[name] = (columns, list(cur.fetchall()))
-        return dump
-    finally:
-        conn.close()
-
-
-def _plain_connection(url: str) -> Any:
-    if url.startswith("sqlite"):
-        return sqlite3.connect(sqlite_path(url))
-    params = mysql_params(url)
-    return pymysql.connect(host=params["host"], port=params["port"], user=params["user"],
-                           password=params["password"], database=params["db"],
-                           charset="utf8mb4", connect_timeout=5, autocommit=True)
-
-
-def empty_database(url: str) -> None:
-    """Delete every row of the hub's tables, keeping the schema and its migration log."""
-    conn = _plain_connection(url)
-    try:
-        cur = conn.cursor()
-        tables = [name for name in dump_database(url)
-                  if "yoyo" not in name and not name.startswith("sqlite_")]
-        for name in tables:
-            cur.execute(f"DELETE FROM {name}")
-        conn.commit()
-    finally:
-        conn.close()
-
-
-def dump_database(url: str) -> Dump:
-    """Every table's columns and rows, ordered by primary key, read outside the hub."""
-    return _dump_sqlite(url) if url.startswith("sqlite") else _dump_mysql(url)
-
-
-async def snapshot(url: str) -> Dump:
-    """`dump_database` without blocking the event loop the hub runs on."""
-    return await asyncio.to_thread(dump_database, url)
-
-
-# -- payloads ------------------------------------------------------------------------
-
-
-def hex_disk(cx: int, cy: int, r: int) -> list[tuple[int, int]]:
-    """Axial coordinates of every tile within hex distance r of (cx, cy)."""
-    return [(cx + dx, cy + dy) for dx in range(-r, r + 1) for dy in range(-r, r + 1)
-            if abs(dx) + abs(dy) + abs(dx + dy) <= 2 * r]
-
-
-def make_view(cx: int = 100, cy: int = 100, r: int = 2, monster_at: int = 3) -> list[dict[str, Any]]:
-    """A realistic view: every tile with all five lists, a few things standing on them."""
-    tiles: list[dict[str, Any]] = []
-    for i, (x, y) in enumerate(hex_disk(cx, cy, r)):
-        tiles.append({"x": x, "y": y, "type": "Plaine" if i % 2 else "Forêt",
-                      "items": {"places": [], "pcs": [], "npcs": [], "resources": [],
-                                "objects": []}})
-    centre = next(t for t in tiles if (t["x"], t["y"]) == (cx, cy))
-    centre["items"]["pcs"].append({"id": PLAYER, "level": 7, "name": "Alice",
-                                   "wounds": "Indemne", "guildId": GUILD,
-                                   "guildName": "Les Veilleurs"})
-    tiles[monster_at]["items"]["npcs"].append(
-        {"id": 90311, "level": 5, "name": "Chauve-souris Géante", "wounds": "Indemne"})
-    tiles[0]["items"]["resources"].append({"level": 2, "name": "Bois"})
-    tiles[1]["items"]["places"].append({"id": 12, "level": 1, "name": "Temple de Tonak",
-                                        "townId": 3, "townName": "Tonak"})
-    tiles[2]["items"]["objects"].append({"id": 777001, "name": "Potion de soin"})
-    return tiles
-
-
-def make_profile(player_id: int = PLAYER, **changes: Any) -> dict[str, Any]:
-    """A profile page as the userscript posts it."""
-    profile: dict[str, Any] = {
-        "id": player_id, "name": "Alice", "race": "Elfe", "level": 7, "img": "elfe_f.png",
-        "dla": "2026-11-25 18:32:00", "pas": 12, "pos": 3, "xp": 1530, "xpMax": 2000,
-        "x": 100, "y": 100,
-        "caracs": {"pv": 41, "pvMax": 55, "attM": 12, "defM": 10, "degM": 8, "arm": 3,
-                   "mmM": 6, "pc": 80},
-    }
-    profile.update(changes)
-    return profile
-
-
-def make_group() -> list[dict[str, Any]]:
-    """A hunting group page listing two players."""
-    return [{"id": PLAYER, "name": "Alice", "race": "Elfe", "level": 7, "pc": 80,
-             "x": 100, "y": 100},
-            {"id": 5151, "name": "Bob", "race": "Humain", "level": 9, "pc": 45,
-             "x": 101, "y": 100}]
-
-
-def encode(value: Any) -> bytes:
-    """JSON as a userscript would send it (non-ASCII kept as UTF-8)."""
-    return json.dumps(value, ensure_ascii=False).encode()
+# -- body builders -------------------------------------------------------------------
 
 
 def view_with(mutate: Callable[[list[dict[str, Any]]], Any]) -> Callable[[], bytes]:
@@ -229,7 +83,7 @@ def _raw_number(path_setter: Callable[[list[dict[str, Any]], str], None], number
 def _too_many_entities(tiles: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # 21 tiles x 200 monsters = 4200 > the default 4000 per view; 200 per tile is allowed.
     view = []
-    for t, (x, y) in enumerate(hex_disk(300, 300, 3)[:21]):
+    for t, (x, y) in enumerate(disk(300, 300, 3)[:21]):
         npcs = [{"id": 100_000 + t * 1000 + i, "name": "Rat", "level": 1} for i in range(200)]
         view.append({"x": x, "y": y, "type": "Plaine", "items": {"npcs": npcs}})
     return view
@@ -242,18 +96,6 @@ def _deep_unknown_field(tiles: list[dict[str, Any]]) -> bytes:
 
 
 # -- the table -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    method: str
-    url: str
-    body: Callable[[], bytes] | None
-    status: int
-    code: str
-    # The field at fault as the envelope must name it; None: the envelope has no path.
-    path: str | None
 
 
 LONG = "x" * 101
@@ -378,7 +220,7 @@ CASES: list[Case] = [
          422, "invalid_payload", "$[9].items.pcs[0].name"),
     # -- POST /view: limits on counts
     Case("view-too-many-tiles", "POST", "/view",
-         lambda: encode([{"x": x, "y": y, "type": "Plaine"} for x, y in hex_disk(500, 300, 12)]),
+         lambda: encode([{"x": x, "y": y, "type": "Plaine"} for x, y in disk(500, 300, 12)]),
          422, "invalid_payload", "$"),
     Case("view-too-many-entities", "POST", "/view", view_with(_too_many_entities),
          422, "invalid_payload", "$[20].items"),
@@ -469,77 +311,13 @@ CASES: list[Case] = [
          422, "invalid_payload", "$[0].name"),
     Case("gdc-pc-huge", "POST", "/gdc", group_with(lambda g: _set(g[0], "pc", 2**64)),
          422, "invalid_payload", "$[0].pc"),
-    # -- read routes
-    Case("state-missing-x", "GET", "/api/v1/state?y=100&r=3", None, 400,
-         "invalid_parameter", "x"),
-    Case("state-empty-y", "GET", "/api/v1/state?x=100&y=&r=3", None, 400,
-         "invalid_parameter", "y"),
-    Case("state-r-over-max", "GET", "/api/v1/state?x=100&y=100&r=21", None, 400,
-         "invalid_parameter", "r"),
-    Case("state-r-negative", "GET", "/api/v1/state?x=100&y=100&r=-1", None, 400,
-         "invalid_parameter", "r"),
-    Case("state-x-not-integer", "GET", "/api/v1/state?x=abc&y=100&r=3", None, 400,
-         "invalid_parameter", "x"),
-    Case("state-y-float", "GET", "/api/v1/state?x=100&y=1.5&r=3", None, 400,
-         "invalid_parameter", "y"),
-    Case("state-x-huge", "GET", f"/api/v1/state?x={10**30}&y=100&r=3", None, 400,
-         "invalid_parameter", "x"),
-    Case("state-r-sql", "GET", "/api/v1/state?x=100&y=100&r=3%20OR%201%3D1", None, 400,
-         "invalid_parameter", "r"),
-    Case("state-x-arabic-digits", "GET", "/api/v1/state?x=%D9%A1%D9%A0%D9%A0&y=100&r=3", None,
-         400, "invalid_parameter", "x"),
-    Case("state-y-fullwidth-digits", "GET", "/api/v1/state?x=100&y=%EF%BC%91%EF%BC%90%EF%BC%90&r=3",
-         None, 400, "invalid_parameter", "y"),
-    Case("state-r-underscore", "GET", "/api/v1/state?x=100&y=100&r=1_0", None, 400,
-         "invalid_parameter", "r"),
-    Case("state-x-plus-sign", "GET", "/api/v1/state?x=%2B100&y=100&r=3", None, 400,
-         "invalid_parameter", "x"),
-    Case("state-x-spaces", "GET", "/api/v1/state?x=%20100%20&y=100&r=3", None, 400,
-         "invalid_parameter", "x"),
-    Case("tiles-arabic-digits", "GET", "/tiles/%D9%A1%D9%A0%D9%A0/100/2", None, 404,
-         "not_found", None),
-    Case("minimap-fullwidth-digits", "GET", "/minimap/100/100/%EF%BC%92", None, 404,
-         "not_found", None),
-    Case("tiles-n-over-max", "GET", "/tiles/100/100/21", None, 400, "invalid_parameter", "n"),
-    Case("tiles-n-negative", "GET", "/tiles/100/100/-1", None, 400, "invalid_parameter", "n"),
-    Case("tiles-not-numeric", "GET", "/tiles/a/b/c", None, 404, "not_found", None),
-    Case("minimap-n-over-max", "GET", "/minimap/100/100/999999", None, 400,
-         "invalid_parameter", "n"),
     # -- wrong methods
     Case("view-put", "PUT", "/view", lambda: encode(make_view()), 405, "method_not_allowed", None),
     Case("view-delete", "DELETE", "/view", None, 405, "method_not_allowed", None),
     Case("view-get", "GET", "/view", None, 405, "method_not_allowed", None),
     Case("pc-put", "PUT", f"/pc/{PLAYER}", profile_with(), 405, "method_not_allowed", None),
     Case("gdc-delete", "DELETE", "/gdc", None, 405, "method_not_allowed", None),
-    Case("state-delete", "DELETE", "/api/v1/state?x=1&y=1&r=1", None, 405,
-         "method_not_allowed", None),
-    Case("tiles-patch", "PATCH", "/tiles/100/100/2", None, 405, "method_not_allowed", None),
 ]
-
-
-def assert_envelope(url: str, status: int, body: Any, code: str, path: str | None) -> None:
-    """The one error shape: `{"error": {"code", "message", "path"?}}` (+ legacy `Info`)."""
-    assert isinstance(body, dict), body
-    legacy = not url.startswith("/api/")
-    assert set(body) == ({"error", "Info"} if legacy else {"error"}), body
-    error = body["error"]
-    assert set(error) <= {"code", "message", "path"}, error
-    assert error["code"] == code, error
-    assert isinstance(error["message"], str) and error["message"].strip(), error
-    if path is None:
-        assert "path" not in error, error
-    else:
-        assert error.get("path") == path, error
-    if legacy:
-        assert body["Info"] == error["message"]
-
-
-async def seed(client: TestClient, token: str) -> None:
-    """A guild that already knows things, so a half-applied bad upload would show."""
-    for url, body in (("/view", make_view()), (f"/pc/{PLAYER}", make_profile()),
-                      ("/gdc", make_group())):
-        resp = await client.post(url, data=encode(body), headers=auth(token, "Basic"))
-        assert resp.status == 200, await resp.text()
 
 
 def test_the_table_is_big_enough() -> None:
@@ -547,65 +325,10 @@ def test_the_table_is_big_enough() -> None:
     assert len({c.id for c in CASES}) == len(CASES)
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def table_db_url(request: pytest.FixtureRequest,
-                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One migrated database per backend for the whole table.
-
-    Creating, migrating and dropping a MariaDB database for each of the table's cases
-    would cost most of the suite's time budget; each case instead starts from this
-    database emptied of every row (`empty_database`), which is the same starting state.
-    """
-    with migrated_database(str(request.param), tmp_path_factory.mktemp("hostile")) as url:
-        yield url
-
-
-@pytest.fixture
-async def table_client(aiohttp_client: Callable[..., Awaitable[TestClient]],
-                       table_db_url: str) -> TestClient:
-    """A hub from the real factory on the emptied table database."""
-    await asyncio.to_thread(empty_database, table_db_url)
-    return await aiohttp_client(create_app(Settings(db=table_db_url, token_cache_seconds=0.0)))
-
-
-async def table_token(url: str) -> str:
-    # Not bound to a player: the body checks of /pc/<id> are what is under test here.
-    store = await open_store(url)
-    try:
-        return await store.add_token(GUILD, "Alice", None, 1)
-    finally:
-        await store.close()
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=case_ids(CASES))
 async def test_hostile_request_is_refused_and_stores_nothing(
         case: Case, table_client: TestClient, table_db_url: str) -> None:
-    client, db_url = table_client, table_db_url
-    token = await table_token(db_url)
-    await seed(client, token)
-    before = await snapshot(db_url)
-    assert before["tiles"][1], "the seed stored nothing"
-
-    body = io.BytesIO(case.body()) if case.body is not None else None
-    resp = await client.request(case.method, case.url, data=body, headers=auth(token))
-    text = await resp.text()
-
-    assert resp.status == case.status, text
-    assert resp.content_type == "application/json"
-    assert_envelope(case.url, resp.status, json.loads(text), case.code, case.path)
-    if resp.status == 405:
-        assert resp.headers.get("Allow"), resp.headers
-    assert await snapshot(db_url) == before
-
-    # The hub is not wedged: the next good upload and read are served normally.
-    moved = make_view(monster_at=7)
-    resp = await client.post("/view", data=encode(moved), headers=auth(token))
-    assert resp.status == 200, await resp.text()
-    resp = await client.get("/api/v1/state?x=100&y=100&r=2", headers=auth(token))
-    state = await resp.json()
-    assert [(m["id"], m["x"], m["y"]) for m in state["monsters"]] == [
-        (90311, moved[7]["x"], moved[7]["y"])]
-    assert await snapshot(db_url) != before
+    await assert_refused_and_nothing_stored(case, table_client, table_db_url)
 
 
 # -- what is not hostile -------------------------------------------------------------
@@ -634,7 +357,7 @@ async def test_sql_looking_and_unicode_names_are_stored_verbatim(
         client: TestClient, make_token: TokenMaker, db_url: str) -> None:
     token = await make_token(GUILD, "Alice", PLAYER)
     tiles = [{"x": x, "y": y, "type": ODD_NAMES[i % len(ODD_NAMES)], "items": {}}
-             for i, (x, y) in enumerate(hex_disk(200, 200, 2))]
+             for i, (x, y) in enumerate(disk(200, 200, 2))]
     for i, name in enumerate(ODD_NAMES):
         items = tiles[i]["items"]
         items["npcs"] = [{"id": 1000 + i, "name": name, "level": 1, "wounds": name}]

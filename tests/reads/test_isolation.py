@@ -17,15 +17,11 @@ from PIL import Image
 
 from hub.worldmap import TERRAIN_COLOURS, UNKNOWN
 from tests.conftest import TokenMaker, auth
+from tests.support.hexes import disk
 
 CENTRE = (300, 200)
 ONLY_A = (600, 400)
 SPY = 555  # a player both guilds write about
-
-
-def disk(cx: int, cy: int, r: int) -> list[tuple[int, int]]:
-    return [(cx + dx, cy + dy) for dx in range(-r, r + 1) for dy in range(-r, r + 1)
-            if abs(dx) + abs(dy) + abs(dx + dy) <= 2 * r]
 
 
 class Guild:

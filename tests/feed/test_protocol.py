@@ -16,7 +16,8 @@ from hub.app import create_app
 from hub.settings import Settings
 from storage import StoreUnavailable
 from tests.conftest import TokenMaker, auth
-from tests.feedkit import ViewMaker, login, recv, recv_close, subscribe
+from tests.feed.kit import login, recv, recv_close, subscribe
+from tests.support.payloads import ViewMaker
 
 ClientMaker = Callable[..., Awaitable[TestClient]]
 

@@ -10,8 +10,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -26,8 +24,9 @@ from hub.settings import Settings
 from storage import AmbiguousToken, Store, TokenNotFound, migrate, open_store
 from storage.store import hash_token
 from tests.conftest import TokenMaker, auth, fresh_database_url
+from tests.support.servers import HubProcess
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GUILD = 17
 
 PROFILE = {"id": 4242, "name": "Alice", "race": "Elfe", "level": 7, "x": 100, "y": 100}
@@ -314,42 +313,17 @@ async def test_tokens_never_appear_in_the_hub_logs(client: TestClient, make_toke
             assert token not in repr(record.__dict__)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def served_hub(cli_db: str, tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
     """A real `python -m hub serve` at DEBUG on the fresh database; its stderr goes to a file."""
-    port = _free_port()
-    log_path = tmp_path / "hub.log"
-    env = {**os.environ, "NACRITAN_DB": cli_db, "NACRITAN_LOG_LEVEL": "DEBUG",
-           "NACRITAN_TOKEN_CACHE_SECONDS": "0"}
-    with log_path.open("wb") as log_file:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hub", "serve", "--host", "127.0.0.1", "--port", str(port),
-            cwd=ROOT, env=env, stdout=log_file, stderr=asyncio.subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    hub = HubProcess({"NACRITAN_DB": cli_db, "NACRITAN_LOG_LEVEL": "DEBUG",
+                      "NACRITAN_TOKEN_CACHE_SECONDS": "0"}, tmp_path / "hub.log")
+    hub.start()
     try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):  # bounded: about 20 s at most
-                try:
-                    async with session.get(base + "/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert proc.returncode is None, log_path.read_text()
-                await asyncio.sleep(0.1)
-            else:
-                pytest.fail("the hub did not become ready: " + log_path.read_text())
-        yield base, log_path
+        await hub.wait_ready()
+        yield hub.base, hub.log_path
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            await proc.wait()
+        await asyncio.to_thread(hub.stop)
 
 
 async def test_tokens_never_appear_in_a_served_hubs_log(cli: Cli,

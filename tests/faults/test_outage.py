@@ -28,18 +28,12 @@ from aiohttp.test_utils import TestClient
 
 from hub.app import create_app
 from hub.settings import Settings
-from storage import migrate, open_store
+from storage import migrate
 from storage.mysql import mysql_params
 from storage.sqlite import sqlite_path
-from tests.conftest import auth, fresh_database_url
-from tests.test_hostile_input import (
-    PLAYER,
-    encode,
-    make_group,
-    make_profile,
-    make_view,
-    snapshot,
-)
+from tests.conftest import add_token, auth, fresh_database_url
+from tests.support.dump import snapshot
+from tests.support.payloads import PLAYER, encode, make_group, make_profile, make_view
 
 GUILD = 17
 HANG_SECONDS = 30
@@ -183,19 +177,11 @@ def lock_feed_row(url: str) -> Any:
     return conn
 
 
-async def add_token(url: str) -> str:
-    store = await open_store(url)
-    try:
-        return await store.add_token(GUILD, "Alice", PLAYER, 1)
-    finally:
-        await store.close()
-
-
 async def test_mysql_outage_answers_503_and_recovers(
         aiohttp_client: Callable[..., Awaitable[TestClient]],
         proxied_mysql: tuple[str, str, TcpProxy]) -> None:
     direct, proxied, proxy = proxied_mysql
-    token = await add_token(direct)
+    token = await add_token(direct, player_id=PLAYER)
     # Tokens are looked up on every request (no cache): an outage reaches auth too.
     client = await aiohttp_client(create_app(Settings(db=proxied, token_cache_seconds=0.0)))
 
@@ -233,7 +219,7 @@ async def test_mysql_stall_answers_503_and_recovers(
     """The server stops answering without closing anything: requests get 503 once the
     database timeout passes, instead of hanging, and the hub recovers when it answers."""
     direct, proxied, proxy = proxied_mysql
-    token = await add_token(direct)
+    token = await add_token(direct, player_id=PLAYER)
     # The token stays cached, so the stalled uploads reach their write transaction.
     client = await aiohttp_client(create_app(
         Settings(db=proxied, token_cache_seconds=600.0, db_timeout=1.0)))
@@ -265,7 +251,7 @@ async def test_mysql_cut_while_pool_is_busy_recovers(
     """A long transaction holds the uploads up, then the database dies: every upload gets
     an answer, 200 or 503, including those that were queued for a pool connection."""
     direct, proxied, proxy = proxied_mysql
-    token = await add_token(direct)
+    token = await add_token(direct, player_id=PLAYER)
     client = await aiohttp_client(create_app(Settings(db=proxied, token_cache_seconds=0.0)))
     await upload_all(client, token)
 
@@ -310,7 +296,7 @@ async def test_sqlite_write_lock_answers_503_and_recovers(
     db_url = f"sqlite:///{tmp_path / 'hub.db'}"
     await migrate(db_url)
     client = await aiohttp_client(create_app(Settings(db=db_url, token_cache_seconds=0.0)))
-    token = await add_token(db_url)
+    token = await add_token(db_url, player_id=PLAYER)
     await upload_all(client, token)
     before = await snapshot(db_url)
 

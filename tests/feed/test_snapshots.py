@@ -14,8 +14,8 @@ from parsers import decode_view
 from storage import Store
 from storage.model import Area, TileState
 from tests.conftest import TokenMaker, auth, member_of
-from tests.feedkit import HANG_GUARD, KIND_LISTS, normalise, recv
-from tests.test_hostile_input import hex_disk
+from tests.feed.kit import HANG_GUARD, KIND_LISTS, normalise, recv
+from tests.support.hexes import disk
 
 GUILD = 41
 WHOLE_MAP = {"x": 1000, "y": 500, "r": 3000}
@@ -24,7 +24,7 @@ WHOLE_MAP = {"x": 1000, "y": 500, "r": 3000}
 def big_view(cx: int, cy: int, id_base: int) -> bytes:
     """A 397-tile view with a monster on every third tile and a few of everything else."""
     tiles: list[dict[str, Any]] = []
-    for i, (x, y) in enumerate(hex_disk(cx, cy, 11)):
+    for i, (x, y) in enumerate(disk(cx, cy, 11)):
         items: dict[str, Any] = {"npcs": [], "pcs": [], "resources": [], "places": [],
                                  "objects": []}
         if i % 3 == 0:

@@ -11,7 +11,8 @@ from parsers import decode_view
 from storage import DuplicateUpload, Store
 from storage.store import UPLOAD_KEY_TTL_MS
 from tests.conftest import TokenMaker, auth, member_of
-from tests.test_hostile_input import PLAYER, encode, make_group, make_profile, make_view, snapshot
+from tests.support.dump import snapshot
+from tests.support.payloads import PLAYER, encode, make_group, make_profile, make_view
 
 ROUTES = {
     "view": ("/view", lambda: encode(make_view())),

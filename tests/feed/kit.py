@@ -1,66 +1,17 @@
-"""Helpers for the live feed tests: a seeded view generator, a websocket client, and an
-independent client-side applier of snapshots and events (written from the Event docstring).
-"""
+"""The live feed tests' client side: a websocket client, and an independent client-side
+applier of snapshots and events (written from the Event docstring)."""
 from __future__ import annotations
 
 import asyncio
 import json
-import random
 from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
 
-CENTRE = (500, 500)
-WORLD_RADIUS = 14  # views of radius <= 4 stay within r=18 of CENTRE (GET /api/v1/state r<=20)
+from tests.support.hexes import disk
+
 HANG_GUARD = 20.0  # seconds: only to turn a hang into a failure, never a timing assertion
-
-
-def hex_distance(x1: int, y1: int, x2: int, y2: int) -> int:
-    dx, dy = x2 - x1, y2 - y1
-    return (abs(dx) + abs(dy) + abs(dx + dy)) // 2
-
-
-def disk(cx: int, cy: int, r: int) -> list[tuple[int, int]]:
-    return [(cx + dx, cy + dy) for dx in range(-r, r + 1) for dy in range(-r, r + 1)
-            if hex_distance(0, 0, dx, dy) <= r]
-
-
-class ViewMaker:
-    """Seeded random views around CENTRE: terrain changes, monsters that wander and vanish."""
-
-    TERRAINS = ("Plaine", "Forêt", "Montagne", "Marais")
-
-    def __init__(self, seed: int, id_base: int = 1000) -> None:
-        self.rng = random.Random(seed)
-        self.id_base = id_base
-
-    def view(self, radius: int | None = None) -> bytes:
-        rng = self.rng
-        r = rng.randint(1, 3) if radius is None else radius
-        cx, cy = rng.choice(disk(*CENTRE, WORLD_RADIUS))
-        cells = disk(cx, cy, r)
-        # Now and then a partial view (a view clipped at the map edge): `covered` is sent.
-        if rng.random() < 0.2 and len(cells) > 3:
-            cells = cells[: len(cells) - rng.randint(1, 3)]
-        ids = rng.sample(range(self.id_base, self.id_base + 40), k=min(len(cells), 6))
-        tiles: list[dict[str, Any]] = []
-        for x, y in cells:
-            items: dict[str, Any] = {"npcs": [], "pcs": [], "resources": [], "places": [],
-                                     "objects": []}
-            if ids and rng.random() < 0.3:
-                mid = ids.pop()
-                items["npcs"].append({"id": mid, "name": f"Gobelin {mid}",
-                                      "level": rng.randint(1, 3)})
-            if rng.random() < 0.05:
-                pid = self.id_base + 100 + rng.randint(0, 9)
-                if all(p["id"] != pid for t in tiles for p in t["items"]["pcs"]):
-                    items["pcs"].append({"id": pid, "name": f"Joueur {pid}", "level": 5,
-                                         "guildId": 3, "guildName": "Guilde"})
-            if rng.random() < 0.05:
-                items["resources"].append({"name": "Bois", "level": rng.randint(1, 2)})
-            tiles.append({"x": x, "y": y, "type": rng.choice(self.TERRAINS), "items": items})
-        return json.dumps(tiles).encode()
 
 
 # -- websocket client ---------------------------------------------------------------

@@ -15,8 +15,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from hub.settings import Settings
+from storage.merge import hex_distance
 from tests.conftest import TokenMaker, auth
-from tests.world import World, distance
+from tests.support.world import World
 
 GUILDS = {17: "Les Veilleurs", 42: "La Horde"}
 MEMBERS_PER_GUILD = 12
@@ -196,7 +197,7 @@ async def test_replayed_session_matches_model(client: TestClient, make_token: To
 
         tiles = await _get(client, f"/tiles/{cx}/{cy}/{RADIUS}", token)
         assert {(t["x"], t["y"]): (t["type"], t["user"]) for t in tiles} == model.tiles
-        assert all(distance(cx, cy, t["x"], t["y"]) <= RADIUS for t in tiles)
+        assert all(hex_distance(cx, cy, t["x"], t["y"]) <= RADIUS for t in tiles)
 
         minimap = await _get(client, f"/minimap/{cx}/{cy}/{RADIUS}", token)
         expected_marks = model.on_tile()

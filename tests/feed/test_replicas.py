@@ -3,25 +3,16 @@ test's own (stopped and restarted mid-test), and a SIGTERM shutdown followed by 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from tests.conftest import TokenMaker, auth
-from tests.feedkit import HANG_GUARD, ViewMaker, recv, recv_close, subscribe
-
-REPO = Path(__file__).resolve().parents[1]
-STARTUP_GUARD = 30.0
+from tests.feed.kit import HANG_GUARD, recv, recv_close, subscribe
+from tests.support.payloads import ViewMaker
+from tests.support.servers import STARTUP_GUARD, HubProcess, PrivateRedis
 
 
 @pytest.fixture(params=["mysql"])
@@ -30,67 +21,7 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """A redis-server of this test's own, on a free port, that can be killed and restarted."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is required (apt-get install redis-server)"
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
-class Replica:
-    """One `python -m hub serve` process."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.env = env
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hub", "serve", "--port", str(self.port)],
-                cwd=REPO, env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT)
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=STARTUP_GUARD)
-        self.proc = None
-        return code
-
-
-async def readyz(session: aiohttp.ClientSession, replica: Replica) -> tuple[int, Any]:
+async def readyz(session: aiohttp.ClientSession, replica: HubProcess) -> tuple[int, Any]:
     try:
         async with session.get(f"{replica.base}/readyz") as resp:
             return resp.status, await resp.json()
@@ -98,18 +29,7 @@ async def readyz(session: aiohttp.ClientSession, replica: Replica) -> tuple[int,
         return 0, None
 
 
-async def wait_ready(session: aiohttp.ClientSession, replica: Replica, ready: bool = True) -> Any:
-    """Poll /readyz until it says `ready` (a hang guard bounds it, not a timing claim)."""
-    async def poll() -> Any:
-        while True:
-            status, body = await readyz(session, replica)
-            if (status == 200) == ready and status != 0:
-                return body
-            await asyncio.sleep(0.1)
-    return await asyncio.wait_for(poll(), STARTUP_GUARD)
-
-
-async def redis_gauge(session: aiohttp.ClientSession, replica: Replica) -> float | None:
+async def redis_gauge(session: aiohttp.ClientSession, replica: HubProcess) -> float | None:
     """The replica's `nacritan_redis_subscribed` gauge, or None if it does not answer."""
     try:
         async with session.get(f"{replica.base}/metrics") as resp:
@@ -122,38 +42,13 @@ async def redis_gauge(session: aiohttp.ClientSession, replica: Replica) -> float
     raise AssertionError("no nacritan_redis_subscribed gauge in /metrics")
 
 
-async def wait_redis_gauge(session: aiohttp.ClientSession, replica: Replica,
+async def wait_redis_gauge(session: aiohttp.ClientSession, replica: HubProcess,
                            value: float) -> None:
     """Poll /metrics until the Redis gauge reads `value` (a hang guard bounds it)."""
     async def poll() -> None:
         while await redis_gauge(session, replica) != value:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
     await asyncio.wait_for(poll(), STARTUP_GUARD)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest_asyncio.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
-def replicas(db_url: str, tmp_path: Path,
-             request: pytest.FixtureRequest) -> Iterator[list[Replica]]:
-    started: list[Replica] = []
-    yield started
-    for replica in started:
-        if replica.proc is not None:
-            replica.proc.kill()
-            replica.proc.wait()
 
 
 def replica_env(db_url: str, redis_url: str | None) -> dict[str, str]:
@@ -164,7 +59,7 @@ def replica_env(db_url: str, redis_url: str | None) -> dict[str, str]:
     return env
 
 
-async def upload(session: aiohttp.ClientSession, replica: Replica, token: str,
+async def upload(session: aiohttp.ClientSession, replica: HubProcess, token: str,
                  body: bytes) -> int:
     async with session.post(f"{replica.base}/view", data=body, headers=auth(token)) as resp:
         assert resp.status == 200, await resp.text()
@@ -172,16 +67,16 @@ async def upload(session: aiohttp.ClientSession, replica: Replica, token: str,
 
 
 async def test_two_replicas_share_the_feed_through_redis_and_polling(
-        db_url: str, tmp_path: Path, redis_server: RedisServer, replicas: list[Replica],
+        db_url: str, tmp_path: Path, redis: PrivateRedis, hubs: list[HubProcess],
         session: aiohttp.ClientSession, make_token: TokenMaker) -> None:
     token = await make_token(8, "Alice")
-    env = replica_env(db_url, redis_server.url)
-    a, b = Replica(env, tmp_path / "a.log"), Replica(env, tmp_path / "b.log")
-    replicas += [a, b]
+    env = replica_env(db_url, redis.url)
+    a, b = HubProcess(env, tmp_path / "a.log"), HubProcess(env, tmp_path / "b.log")
+    hubs += [a, b]
     a.start()
     b.start()
-    await wait_ready(session, a)
-    await wait_ready(session, b)
+    await a.wait_ready()
+    await b.wait_ready()
     maker = ViewMaker(seed=31)
 
     ws = await session.ws_connect(f"{b.base}/ws", headers=auth(token))
@@ -201,7 +96,7 @@ async def test_two_replicas_share_the_feed_through_redis_and_polling(
 
     # Redis goes away: both replicas say so in /metrics (and stay ready), and delivery
     # goes on by polling, in order.
-    redis_server.kill()
+    redis.kill()
     await wait_redis_gauge(session, b, 0)
     assert (await readyz(session, b))[0] == 200
     seqs = [await upload(session, a, token, maker.view()) for _ in range(5)]
@@ -209,7 +104,7 @@ async def test_two_replicas_share_the_feed_through_redis_and_polling(
     await expect(seqs)
 
     # Redis comes back: the subscriptions are re-established and delivery is live again.
-    redis_server.start()
+    redis.start()
     await wait_redis_gauge(session, a, 1)
     await wait_redis_gauge(session, b, 1)
     last = await expect([await upload(session, a, token, maker.view()) for _ in range(3)])
@@ -227,13 +122,13 @@ async def test_two_replicas_share_the_feed_through_redis_and_polling(
 
 
 async def test_sigterm_closes_1001_and_resume_misses_nothing(
-        db_url: str, tmp_path: Path, replicas: list[Replica], session: aiohttp.ClientSession,
+        db_url: str, tmp_path: Path, hubs: list[HubProcess], session: aiohttp.ClientSession,
         make_token: TokenMaker) -> None:
     token = await make_token(9, "Alice")
-    replica = Replica(replica_env(db_url, None), tmp_path / "hub.log")
-    replicas.append(replica)
+    replica = HubProcess(replica_env(db_url, None), tmp_path / "hub.log")
+    hubs.append(replica)
     replica.start()
-    await wait_ready(session, replica)
+    await replica.wait_ready()
     maker = ViewMaker(seed=41)
 
     ws = await session.ws_connect(f"{replica.base}/ws", headers=auth(token))
@@ -252,7 +147,7 @@ async def test_sigterm_closes_1001_and_resume_misses_nothing(
     assert await asyncio.wait_for(stopping, HANG_GUARD) == 0
 
     replica.start()
-    await wait_ready(session, replica)
+    await replica.wait_ready()
     missed = [await upload(session, replica, token, maker.view()) for _ in range(3)]
     ws = await session.ws_connect(f"{replica.base}/ws", headers=auth(token))
     await recv(ws)

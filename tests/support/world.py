@@ -9,17 +9,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.support.hexes import disk
+
 TERRAINS = ["Plaine", "Plaine fleurie", "Forêt", "Montagne", "Marais", "Désert", "Rivière"]
-
-
-def distance(x1: int, y1: int, x2: int, y2: int) -> int:
-    dx, dy = x2 - x1, y2 - y1
-    return (abs(dx) + abs(dy) + abs(dx + dy)) // 2
-
-
-def disk(cx: int, cy: int, r: int) -> list[tuple[int, int]]:
-    return [(cx + dx, cy + dy) for dx in range(-r, r + 1) for dy in range(-r, r + 1)
-            if distance(0, 0, dx, dy) <= r]
 
 
 HEX_STEPS = [(1, 0), (-1, 0), (0, 1), (0, -1), (1, -1), (-1, 1)]

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import aiohttp
 
 from storage.mysql import mysql_params
-from tests.conftest import _mysql_admin
-from tests.edge.conftest import Hub, add_token
+from tests.conftest import _mysql_admin, add_token
+from tests.support.servers import HubProcess
 
 LIMIT = 5
 ATTEMPTS = 500
@@ -29,9 +29,9 @@ def _from(address: str, token: str | None = None) -> dict[str, str]:
 
 
 async def test_failed_authentications_are_limited_per_forwarded_address(
-        mysql_url: str, hub_factory: Callable[..., Hub]) -> None:
+        mysql_url: str, hub_factory: Callable[..., HubProcess]) -> None:
     good = await add_token(mysql_url)
-    hub: Hub = await hub_factory(  # type: ignore[misc]
+    hub: HubProcess = await hub_factory(  # type: ignore[misc]
         mysql_url, NACRITAN_AUTH_FAILURES_PER_MINUTE=str(LIMIT))
     base = f"http://127.0.0.1:{hub.port}"
     guessed = [f"guess-{secrets.token_urlsafe(24)}" for _ in range(ATTEMPTS)]
