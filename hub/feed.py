@@ -61,7 +61,7 @@ class Position(NamedTuple):
 
 
 # Stops a subscription: called once when the client unsubscribes or goes away.
-Unsubscribe = Callable[[], None]
+CancelSubscription = Callable[[], None]
 
 
 class Sink(Protocol):
@@ -412,7 +412,7 @@ class Feed:
     # -- subscriptions out -----------------------------------------------------------
 
     async def subscribe(self, sink: Sink, sub_id: int, guild_id: int, area: Area | None,
-                        resume: Position | None) -> tuple[bool, Unsubscribe]:
+                        resume: Position | None) -> tuple[bool, CancelSubscription]:
         """Follow a guild's feed: (whether `resume` is replayable, how to stop).
 
         The subscription holds live events from before anything is read. The feed head

@@ -4,7 +4,7 @@ Nothing here does I/O; docs/protocol.md describes every message.
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, get_args
 
 import msgspec
 from msgspec import Meta
@@ -71,7 +71,8 @@ class Ping(msgspec.Struct, tag="ping", tag_field="type", forbid_unknown_fields=T
 
 
 Command = Subscribe | Unsubscribe | Ping
-COMMAND_TYPES: Final = frozenset({"subscribe", "unsubscribe", "ping"})
+# The `type` tags of the commands, to tell an unknown command from a malformed one.
+COMMAND_TYPES: Final = frozenset(kind.__struct_config__.tag for kind in get_args(Command))
 
 _COMMAND = msgspec.json.Decoder(Command)
 _AUTH = msgspec.json.Decoder(Auth)

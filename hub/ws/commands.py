@@ -25,20 +25,20 @@ async def subscribe(session: Session, cmd: proto.Subscribe) -> None:
     area = Area(cmd.area.x, cmd.area.y, cmd.area.r) if cmd.area is not None else None
     resume = (Position(cmd.epoch, cmd.since)
               if cmd.since is not None and cmd.epoch is not None else None)
-    recovered, unsubscribe = await session.feed.subscribe(
+    recovered, cancel = await session.feed.subscribe(
         session.conn, sub_id, session.member.guild_id, area, resume)
-    session.subscriptions[sub_id] = unsubscribe
+    session.subscriptions[sub_id] = cancel
     session.conn.send(proto.result(cmd.id, {"subscription": sub_id, "recovered": recovered}))
 
 
 @command(proto.Unsubscribe)
 async def unsubscribe(session: Session, cmd: proto.Unsubscribe) -> None:
     """Stop one of this connection's subscriptions."""
-    stop = session.subscriptions.pop(cmd.subscription, None)
-    if stop is None:
+    cancel = session.subscriptions.pop(cmd.subscription, None)
+    if cancel is None:
         raise proto.CommandError(proto.ERR_NOT_FOUND, f"no subscription {cmd.subscription}",
                                  cmd.id)
-    stop()
+    cancel()
     session.conn.send(proto.result(cmd.id, None))
 
 

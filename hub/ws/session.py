@@ -6,7 +6,7 @@ import logging
 from aiohttp import WSMsgType
 
 from hub import feed_protocol as proto
-from hub.feed import Feed, Unsubscribe
+from hub.feed import CancelSubscription, Feed
 from hub.ws.connection import Connection
 from hub.ws.registry import dispatch
 from storage import StoreError
@@ -37,7 +37,7 @@ class Session:
         self.conn = conn
         self.member = member
         self.feed = feed
-        self.subscriptions: dict[int, Unsubscribe] = {}
+        self.subscriptions: dict[int, CancelSubscription] = {}
         self._last_id = 0
         self._last_subscription = 0
 
@@ -60,8 +60,8 @@ class Session:
                     await self.handle(message.data)
         finally:
             subscriptions, self.subscriptions = self.subscriptions, {}
-            for unsubscribe in subscriptions.values():
-                unsubscribe()
+            for cancel in subscriptions.values():
+                cancel()
             await self.conn.aclose()
 
     async def handle(self, raw: bytes | str) -> None:
