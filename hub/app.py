@@ -13,9 +13,11 @@ from aiohttp import web
 from hub import keys, ops, page, reads, uploads, ws
 from hub.alerts.service import alerts_ctx
 from hub.auth import Authenticator, auth_middleware
+from hub.bus import Bus, LocalBus, RedisBus
 from hub.clock import now_ms
 from hub.drain import InFlight, inflight_middleware
 from hub.errors import error_middleware
+from hub.feed import Feed
 from hub.forwarded import forwarded_middleware, parse_networks
 from hub.metrics import Metrics, get_metrics, metrics_middleware
 from hub.settings import Settings
@@ -37,6 +39,18 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.WORLDMAP] = WorldMapCache(store)
     yield
     await store.close()
+
+
+async def feed_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The live feed and its bus (in-process, or Redis between replicas) live as long as
+    the app."""
+    settings = app[keys.SETTINGS]
+    bus: Bus = RedisBus(settings.redis, app[keys.METRICS]) if settings.redis else LocalBus()
+    feed = Feed(app[keys.STORE], settings, bus)
+    await feed.start()
+    app[keys.FEED] = feed
+    yield
+    await feed.close()
 
 
 async def _prune_forever(app: web.Application) -> None:
@@ -80,8 +94,6 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app[keys.METRICS] = Metrics()
     app[keys.INFLIGHT] = InFlight()
-    app[keys.EVENT_LISTENERS] = []
-    app[keys.UNCERTAIN_COMMIT_LISTENERS] = []
     app[keys.READINESS_CHECKS] = []
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(prune_ctx)
@@ -89,8 +101,8 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(uploads.routes)
     app.add_routes(reads.routes)
     app.router.add_get("/metrics", get_metrics)
-    ws.setup_live_feed(app)
-    # After the feed: its listener comes first, so live clients hear of an upload first.
+    app.cleanup_ctx.append(feed_ctx)
+    ws.setup_websockets(app)
     app.cleanup_ctx.append(alerts_ctx)
     page.setup_page(app)
     _setup_cors(app, settings)

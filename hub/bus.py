@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from hub.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,32 @@ HUNG_AFTER_SECONDS = 3.0
 LIVENESS_MESSAGE = "nacritan-liveness"
 READ_SLICE_SECONDS = 0.5
 
-Hint = Callable[[int, int, str], None]
+
+class BusListener(Protocol):
+    """Who a bus hands what it hears to: the feed of this replica."""
+
+    def hint(self, guild_id: int, seq: int, epoch: str) -> None:
+        """A replica (maybe this one) committed `seq` in this guild, in `epoch`."""
+
+    def bus_changed(self, healthy: bool) -> None:
+        """The bus came back (True) or went away (False): hints may have been missed."""
+
+
+class Bus(Protocol):
+    """How this replica's commits reach the others, and theirs reach it."""
+
+    @property
+    def healthy(self) -> bool:
+        """True while hints arrive without polling."""
+
+    def publish(self, guild_id: int, seq: int, epoch: str) -> None:
+        """Tell the other replicas this guild's feed reached `seq`; never blocks or fails."""
+
+    async def start(self, listener: BusListener) -> None:
+        """Start hearing the other replicas; what is heard goes to `listener`."""
+
+    async def close(self) -> None:
+        """Stop; nothing reaches the listener afterwards."""
 
 
 def encode_hint(guild_id: int, seq: int, epoch: str) -> bytes:
@@ -56,13 +84,16 @@ def decode_hint(data: bytes | str) -> tuple[int, int, str] | None:
 class LocalBus:
     """A single replica: commits are already seen by the local feed, nothing to send."""
 
-    healthy = True
+    @property
+    def healthy(self) -> bool:
+        """Always: there is nobody else to hear from."""
+        return True
 
     def publish(self, guild_id: int, seq: int, epoch: str) -> None:
-        """Nothing to do: the upload path handed the event to the feed already."""
+        """Nothing to do: the feed gave the event to its local subscribers already."""
 
-    async def start(self) -> None:
-        """Nothing to start."""
+    async def start(self, listener: BusListener) -> None:
+        """Nothing to hear."""
 
     async def close(self) -> None:
         """Nothing to close."""
@@ -71,10 +102,10 @@ class LocalBus:
 class RedisBus:
     """Publishes commits to, and hears other replicas' commits from, one Redis channel."""
 
-    def __init__(self, url: str, on_hint: Hint, on_change: Callable[[bool], None]) -> None:
+    def __init__(self, url: str, metrics: Metrics) -> None:
         self._url = url
-        self._on_hint = on_hint
-        self._on_change = on_change
+        self._metrics = metrics
+        self._listener: BusListener | None = None
         self._redis: aioredis.Redis | None = None
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue(PUBLISH_QUEUE)
         self._tasks: list[asyncio.Task[None]] = []
@@ -91,8 +122,9 @@ class RedisBus:
             # A dropped hint only delays other replicas until their next poll.
             self._outbox.put_nowait(encode_hint(guild_id, seq, epoch))
 
-    async def start(self) -> None:
-        """Create the client and start the listener and publisher tasks."""
+    async def start(self, listener: BusListener) -> None:
+        """Create the client and start the listening and publishing tasks."""
+        self._listener = listener
         # No retries inside redis-py: `_listen` reconnects itself, and a publish that
         # fails is only a hint lost (other replicas also poll).
         self._redis = aioredis.from_url(
@@ -121,7 +153,9 @@ class RedisBus:
                 log.info("redis subscription established")
             else:
                 log.warning("redis subscription lost: the feed polls the database meanwhile")
-            self._on_change(value)
+            self._metrics.redis_subscribed.set(1 if value else 0)
+            if self._listener is not None:
+                self._listener.bus_changed(value)
 
     async def _listen(self) -> None:
         assert self._redis is not None
@@ -168,8 +202,8 @@ class RedisBus:
                 self._set_subscribed(True)
             elif message["type"] == "message":
                 hint = decode_hint(message["data"])
-                if hint is not None:
-                    self._on_hint(*hint)
+                if hint is not None and self._listener is not None:
+                    self._listener.hint(*hint)
 
     async def _publish(self) -> None:
         assert self._redis is not None

@@ -71,7 +71,7 @@ class EdgeRequestHandler(web.RequestHandler):
             # Part of a response already left: the connection can only be dropped.
             raise ConnectionError("response already started")
         response = web.Response(status=status, content_type="application/json",
-                                body=error_body(status, code, reason, None, legacy=True))
+                                body=error_body(code, reason, None, legacy=True))
         response.force_close()
         return response
 

@@ -108,7 +108,7 @@ _HTTP_CODES = {
 }
 
 
-def error_body(status: int, code: str, message: str, path: str | None, legacy: bool,
+def error_body(code: str, message: str, path: str | None, legacy: bool,
                extra: dict[str, Any] | None = None) -> bytes:
     """The JSON of an error; legacy routes also carry the old `Info` key."""
     error: dict[str, Any] = {"code": code, "message": message}
@@ -126,7 +126,7 @@ def error_response(status: int, code: str, message: str, path: str | None = None
     """A JSON error response in the hub's one envelope."""
     return web.Response(
         status=status,
-        body=error_body(status, code, message, path, legacy, extra),
+        body=error_body(code, message, path, legacy, extra),
         content_type="application/json",
         headers=headers,
     )

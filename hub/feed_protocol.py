@@ -4,7 +4,7 @@ Nothing here does I/O; docs/protocol.md describes every message.
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, get_args
 
 import msgspec
 from msgspec import Meta
@@ -25,10 +25,6 @@ ERR_NOT_FOUND: Final = "not_found"
 ERR_TOO_MANY_SUBSCRIPTIONS: Final = "too_many_subscriptions"
 ERR_UNAVAILABLE: Final = "unavailable"
 ERR_INTERNAL: Final = "internal_error"
-ERROR_CODES: Final = (
-    ERR_INVALID_JSON, ERR_INVALID_FORMAT, ERR_UNKNOWN_COMMAND, ERR_ID_REUSE, ERR_NOT_FOUND,
-    ERR_TOO_MANY_SUBSCRIPTIONS, ERR_UNAVAILABLE, ERR_INTERNAL,
-)
 
 MAX_SUBSCRIPTIONS: Final = 8
 
@@ -75,7 +71,8 @@ class Ping(msgspec.Struct, tag="ping", tag_field="type", forbid_unknown_fields=T
 
 
 Command = Subscribe | Unsubscribe | Ping
-COMMAND_TYPES: Final = frozenset({"subscribe", "unsubscribe", "ping"})
+# The `type` tags of the commands, to tell an unknown command from a malformed one.
+COMMAND_TYPES: Final = frozenset(kind.__struct_config__.tag for kind in get_args(Command))
 
 _COMMAND = msgspec.json.Decoder(Command)
 _AUTH = msgspec.json.Decoder(Auth)

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from hub.settings import Settings
 from storage import Store
-from storage.model import Committed, Member
+from storage.model import Member
 
 if TYPE_CHECKING:
     from hub.alerts.service import Alerts
@@ -20,9 +20,7 @@ if TYPE_CHECKING:
     from hub.metrics import Metrics
     from hub.page import PageAssets
     from hub.worldmap import WorldMapCache
-    from hub.ws import Session
-
-EventListener = Callable[[Committed], Awaitable[None]]
+    from hub.ws.session import Session
 
 SETTINGS = web.AppKey("settings", Settings)
 # This machine's name, as /infos reports it.
@@ -37,17 +35,13 @@ ALERTS: web.AppKey[Alerts] = web.AppKey("alerts")
 PAGE: web.AppKey[PageAssets] = web.AppKey("page")
 # Networks whose X-Forwarded-For header is believed (NACRITAN_TRUSTED_PROXIES).
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple)
-# Called with each committed upload's event; the live feed registers itself here.
-EVENT_LISTENERS = web.AppKey("event_listeners", list[EventListener])
-# Called with the guild of an upload whose COMMIT went unanswered: the live feed then
-# reads the guild's head as soon as the database answers, and announces what it finds.
-UNCERTAIN_COMMIT_LISTENERS = web.AppKey("uncertain_commit_listeners", list[Callable[[int], None]])
 # Extra readiness checks, each returning a reason or None. Only what serving needs
 # belongs here: Redis does not (delivery falls back to polling without it).
 READINESS_CHECKS = web.AppKey("readiness_checks", list[Callable[[], str | None]])
 
-# The live feed (hub/feed.py) and the open websockets, closed with 1001 on shutdown.
+# The live feed (hub/feed.py): uploads are published to it, websockets subscribe to it.
 FEED: web.AppKey[Feed] = web.AppKey("feed")
+# The open websockets (hub/ws/), closed with 1001 on shutdown.
 # Open websockets and their transports (to drop a client that will not take a close).
 WEBSOCKETS: web.AppKey[
     weakref.WeakKeyDictionary[web.WebSocketResponse, asyncio.Transport | None]

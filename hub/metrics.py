@@ -34,7 +34,9 @@ class Metrics:
             "nacritan_ws_slow_consumers_total", "Websockets closed for falling behind",
             registry=self.registry)
         self.events_delivered = Counter(
-            "nacritan_events_sent_total", "Feed messages queued to websockets",
+            "nacritan_events_sent_total",
+            "Feed messages written to websockets (live events and command results;"
+            " snapshot and replay frames are not counted)",
             registry=self.registry)
         # Redis only carries hints between replicas (delivery falls back to polling), so
         # its state is reported here and in the log, never in /readyz.

@@ -41,6 +41,9 @@ PAGE_ROWS = 500
 MAX_FRAME_BYTES = 1024 * 1024
 # Pages kept for snapshots starting at the same feed position.
 CACHED_PAGES = 64
+# The disk a whole-guild snapshot reads, and reports as its `area`: it covers every
+# valid map position (x 0..1999, y 0..999).
+GUILD_DISK = Area(1000, 500, 3000)
 
 _LISTS = dict(zip(STATE_KINDS, proto.SNAPSHOT_LISTS, strict=True))
 # Room left in a frame for everything but the rows.
@@ -127,13 +130,16 @@ class Snapshots:
                                      functools.partial(self._read_page, guild_id, area, kind,
                                                        cursor))
 
-    async def send(self, sub: Subscription, area: Area, now: int) -> int:
+    async def send(self, sub: Subscription, now: int) -> int:
         """Queue the snapshot of `sub` (paced) and return the seq it reflects.
 
-        Its sink gets the frames; an area subscription is told which entities the
-        snapshot showed inside its disk.
+        Its sink gets the frames: of its area, or of the whole guild (GUILD_DISK). An
+        area subscription is told which entities the snapshot showed inside its disk.
         """
-        # Every row read after the head is at least as new as `seq`.
+        area = sub.area if sub.area is not None else GUILD_DISK
+        # Where the state stands as its reading starts (a subscriber's head read earlier
+        # may be older): every row read after it is at least as new as `seq`, and the
+        # snapshots that start at the same position share their pages.
         (epoch, seq), _ = await self._store.read_state_pages(sub.guild_id, area, [], 0)
         header = (now, area, seq, epoch)
         first = [await self._page(sub.guild_id, area, epoch, seq, kind, None)

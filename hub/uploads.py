@@ -1,4 +1,4 @@
-"""Upload handlers of the legacy API: read, parse, store, announce, answer."""
+"""Upload handlers of the legacy API: read, parse, store, publish, answer."""
 from __future__ import annotations
 
 import re
@@ -41,7 +41,7 @@ def idempotency_key(request: web.Request) -> str | None:
 
 
 async def _store_and_answer(request: web.Request, storing: Awaitable[Committed]) -> web.Response:
-    """Await the store, announce the event, answer; a repeated key answers the first upload."""
+    """Await the store, publish the event, answer; a repeated key answers the first upload."""
     app = request.app
     try:
         committed = await storing
@@ -51,11 +51,11 @@ async def _store_and_answer(request: web.Request, storing: Awaitable[Committed])
     except CommitUncertain:
         # The upload may be in the database: the feed must look for it as soon as the
         # database answers again, not at its next routine poll.
-        for listener in app[keys.UNCERTAIN_COMMIT_LISTENERS]:
-            listener(request[keys.MEMBER].guild_id)
+        app[keys.FEED].commit_uncertain(request[keys.MEMBER].guild_id)
         raise
-    for on_commit in app[keys.EVENT_LISTENERS]:
-        await on_commit(committed)
+    # Live clients hear of it first; alerts are only evaluated (no I/O) before the answer.
+    app[keys.FEED].publish(committed)
+    app[keys.ALERTS].notice(committed)
     app[keys.METRICS].uploads.labels(committed.event.kind).inc()
     return web.json_response({**JOB_DONE, "seq": committed.seq})
 

@@ -1,6 +1,6 @@
-"""The alerts of one hub process: the upload listener, the outbox writer, the sender.
+"""The alerts of one hub process: what uploads fire, the outbox writer, the sender.
 
-An upload's answer never waits for an alert: the listener evaluates the committed
+An upload's answer never waits for an alert: `notice` evaluates the committed
 event against the rules held in memory (pure, no I/O) and hands what fired to the
 writer task. One background task per process refreshes the rules, checks turn
 reminders (they fire without an upload) and delivers due alerts from the shared outbox.
@@ -83,8 +83,8 @@ class Alerts:
         self.rules = by_guild
         self._refreshed_at = now_ms()
 
-    async def on_event(self, committed: Committed) -> None:
-        """The upload listener: evaluate, or hand over for the surroundings; no I/O."""
+    def notice(self, committed: Committed) -> None:
+        """An upload committed: evaluate it, or hand it over for its surroundings; no I/O."""
         event = committed.event
         rules = self.rules.get(event.guild_id)
         if not rules:
@@ -219,7 +219,6 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait_for(alerts.refresh_rules(), STARTUP_READ_SECONDS)
     except (StoreError, TimeoutError) as exc:
         log.warning("alert rules not loaded yet (%s)", exc or "timed out")
-    app[keys.EVENT_LISTENERS].append(alerts.on_event)
     tasks = [asyncio.create_task(alerts.write_forever(), name="alerts-writer"),
              asyncio.create_task(alerts.run_forever(), name="alerts-sender")]
     yield

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-import hub.ws
+import hub.ws.connection
 from hub import keys
 from hub.app import create_app
 from hub.settings import Settings
@@ -86,7 +86,7 @@ async def test_a_flood_from_a_client_that_never_reads_is_closed_as_slow(
         aiohttp_client: Callable[..., Awaitable[TestClient]], db_url: str,
         make_token: TokenMaker, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(hub.ws, "WRITER_STALL_SECONDS", 1.0)
+    monkeypatch.setattr(hub.ws.connection, "WRITER_STALL_SECONDS", 1.0)
     client = await aiohttp_client(create_app(Settings(db=db_url, token_cache_seconds=0.0,
                                                       ws_queue_messages=50)))
     token = await make_token(23, "Alice")
