@@ -16,7 +16,7 @@ import msgspec
 
 from storage.backend import Backend, Row, Tx
 from storage.model import EntityState
-from storage.store import ENTITY_TABLES
+from storage.tables import ENTITY_TABLES
 
 QUEUED, SENT, DROPPED = "queued", "sent", "dropped"
 

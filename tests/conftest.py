@@ -19,6 +19,7 @@ from hub.app import create_app
 from hub.settings import Settings
 from storage import Store, migrate, open_store
 from storage.model import Member
+from storage.tokens import hash_token
 
 MYSQL_URL = os.environ.get("NACRITAN_TEST_MYSQL", "mysql://root@127.0.0.1:3306")
 BACKENDS = ("sqlite", "mysql")
@@ -133,6 +134,6 @@ def auth(token: str, scheme: str = "Bearer") -> dict[str, str]:
 
 async def member_of(store: Store, token: str) -> Member:
     """The member a token belongs to (fails the test if it has none)."""
-    member = await store.find_member(token)
+    member = await store.find_member_by_hash(hash_token(token))
     assert member is not None
     return member
