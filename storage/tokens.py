@@ -16,17 +16,13 @@ from storage.tables import placeholders
 # Tokens per multi-row statement of an import: SQLite allows 32766 parameters per
 # statement, six per token.
 _TOKENS_PER_STATEMENT = 1000
+_PREFIX_LENGTH = 8
 _TOKEN_COLUMNS = "token_hash, token_prefix, guild_id, name, player_id, created_at"
 
 
 def hash_token(token: str) -> str:
     """Tokens are stored only as their SHA-256 (they are random, so no salt is needed)."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def token_prefix(token: str) -> str:
-    """What `token list` shows: the start of the hash, never of the secret itself."""
-    return hash_token(token)[:8]
 
 
 def _chunks(rows: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -62,10 +58,10 @@ class Tokens(StoreBase):
 
         One batch reads which digests are already stored, one batch inserts the others.
         """
-        rows = sorted(
-            (hash_token(tok), token_prefix(tok), guild_id, name, player_id, now)
-            for tok, (name, player_id) in tokens.items()
-        )
+        digests = {hash_token(tok): value for tok, value in tokens.items()}
+        # `token list` shows the start of the hash, never of the secret itself.
+        rows = sorted((digest, digest[:_PREFIX_LENGTH], guild_id, name, player_id, now)
+                      for digest, (name, player_id) in digests.items())
         if not rows:
             return 0
         reads: list[Statement] = [
