@@ -193,12 +193,13 @@ async def _store_direct(db: str, views: list[list[bytes]], tokens: list[str], co
                         duration: float, radius: int) -> tuple[dict[str, Any], list[Any]]:
     from parsers import decode_view
     from storage import Store, StoreError, open_store
+    from storage.tokens import hash_token
 
     store = await open_store(db)
     recorder = _RecordingBackend(store.backend)
     recording = Store(recorder)
     # Concurrent lookups: they also open the pool's connections before the clock starts.
-    members = await asyncio.gather(*(store.find_member(t) for t in tokens))
+    members = await asyncio.gather(*(store.find_member_by_hash(hash_token(t)) for t in tokens))
     decoded = {body: decode_view(body, max_tiles=400, max_entities=4000)
                for per in views for body in per}
     queues = _worker_queues(views, concurrency)

@@ -12,7 +12,7 @@ from hub.auth_failures import AuthFailures
 from hub.errors import TooManyAuthFailures, Unauthorized
 from storage import Store
 from storage.model import Member
-from storage.store import hash_token
+from storage.tokens import hash_token
 
 # Routes anyone may call: probes, metrics, the websocket (it authenticates in-band) and
 # the map page with its files (the page asks for the token itself).
@@ -76,7 +76,7 @@ class Authenticator:
             self.refuse_if_limited(address)
         else:
             self.refuse_if_limited(address)
-            member = await self._store.find_member(token)
+            member = await self._store.find_member_by_hash(digest)
             if len(self._cache) >= _MAX_CACHED:
                 self._cache.clear()
             self._cache[digest] = (member, now + self._ttl)

@@ -16,6 +16,7 @@ operator copies with `sqlite3 FILE '.backup COPY'`, and the command says so.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import gzip
 import hashlib
@@ -35,6 +36,7 @@ import pymysql
 
 from hub.backup_retention import select_survivors
 from hub.settings import Settings
+from storage import StoreError, open_store
 from storage.schema import create_mysql_database
 from storage.url import DatabaseUrl
 
@@ -287,12 +289,14 @@ def _check_checksum_file(path: Path, digest: str) -> None:
         raise BackupError(f"{path.name}: SHA-256 {digest} does not match {checksum.name}")
 
 
-def reset_feed_epochs(target: DatabaseUrl) -> str:
-    """Give every guild's live feed a new epoch, so connected interfaces resynchronise."""
-    epoch = secrets.token_hex(16)
-    with contextlib.closing(connect(target)) as connection, connection.cursor() as cursor:
-        cursor.execute("UPDATE feeds SET epoch = %s", (epoch,))
-    return epoch
+async def _reset_feeds(target: DatabaseUrl) -> dict[int, str]:
+    """Start a new history for every guild's feed (Store.reset_feeds), so that interfaces
+    holding the old epoch resynchronise from a snapshot."""
+    store = await open_store(target)
+    try:
+        return await store.reset_feeds()
+    finally:
+        await store.close()
 
 
 def _without_definer(line: bytes) -> bytes:
@@ -305,7 +309,7 @@ def _without_definer(line: bytes) -> bytes:
 
 
 def restore_backup(target: DatabaseUrl, path: Path, force: bool) -> None:
-    """Verify `path`, stream it into the configured database, reset the feed epochs."""
+    """Verify `path`, stream it into the configured database, restart every feed's history."""
     digest = verify_archive(path)
     _check_checksum_file(path, digest)
     # Into a fresh server, as `migrate` would: the database is created when missing.
@@ -328,8 +332,9 @@ def restore_backup(target: DatabaseUrl, path: Path, force: bool) -> None:
             errors.seek(0)
             message = errors.read().decode("utf-8", "replace").strip()
             raise BackupError(f"mariadb exited {code} while restoring: {message}")
-    epoch = reset_feed_epochs(target)
-    log.info("restored %s into %s; live feed epoch reset to %s", path.name, target.database, epoch)
+    epochs = asyncio.run(_reset_feeds(target))
+    log.info("restored %s into %s; new live feed epochs for %d guild(s)", path.name,
+             target.database, len(epochs))
 
 
 def run_restore(settings: Settings, args: argparse.Namespace) -> int:
@@ -337,7 +342,7 @@ def run_restore(settings: Settings, args: argparse.Namespace) -> int:
     try:
         target = mysql_target(settings.db)
         restore_backup(target, Path(args.file), args.force)
-    except (BackupError, OSError, pymysql.MySQLError) as exc:
+    except (BackupError, OSError, pymysql.MySQLError, StoreError) as exc:
         log.error("restore failed: %s", exc)
         return 1
     return 0

@@ -16,7 +16,7 @@ import msgspec
 
 from storage.backend import Backend, Row, Tx
 from storage.model import EntityState
-from storage.store import ENTITY_TABLES
+from storage.tables import ENTITY_TABLES
 
 QUEUED, SENT, DROPPED = "queued", "sent", "dropped"
 
@@ -118,7 +118,7 @@ class AlertStore:
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self._d = backend.dialect
+        self.dialect = backend.dialect
 
     # -- rules -----------------------------------------------------------------
 
@@ -131,11 +131,11 @@ class AlertStore:
                   cooldown_ms, quiet, now)
 
         async def work(tx: Tx) -> int:
-            await tx.execute(self._d.sql(
+            await tx.execute(self.dialect.sql(
                 "INSERT INTO alert_rules (guild_id, kind, webhook, percent, min_level,"
                 " within_hexes, minutes, member, cooldown_ms, quiet, created_at)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"), params)
-            rows = await tx.fetchall(self._d.sql(
+            rows = await tx.fetchall(self.dialect.sql(
                 "SELECT MAX(id) FROM alert_rules WHERE guild_id = %s"), (guild_id,))
             return int(rows[0][0])
 
@@ -161,7 +161,7 @@ class AlertStore:
     async def webhook_of(self, rule_id: int) -> tuple[Rule, str] | None:
         """A rule and its webhook (for `alerts test`), or None."""
         async with self.backend.read() as tx:
-            rows = await tx.fetchall(self._d.sql(
+            rows = await tx.fetchall(self.dialect.sql(
                 f"SELECT {_RULE_COLUMNS}, webhook FROM alert_rules WHERE id = %s"), (rule_id,))
         return (_rule(rows[0][:10]), str(rows[0][10])) if rows else None
 
@@ -169,10 +169,10 @@ class AlertStore:
         """Delete a rule with its cooldowns and outbox; False when there was none."""
 
         async def work(tx: Tx) -> int:
-            count = await tx.execute(self._d.sql("DELETE FROM alert_rules WHERE id = %s"),
+            count = await tx.execute(self.dialect.sql("DELETE FROM alert_rules WHERE id = %s"),
                                      (rule_id,))
             for table in ("alert_outbox", "alert_cooldowns"):
-                await tx.execute(self._d.sql(f"DELETE FROM {table} WHERE rule_id = %s"),
+                await tx.execute(self.dialect.sql(f"DELETE FROM {table} WHERE rule_id = %s"),
                                  (rule_id,))
             return count
 
@@ -185,7 +185,7 @@ class AlertStore:
         if not ids:
             return names
         async with self.backend.read() as tx:
-            rows = await tx.fetchall(self._d.sql(
+            rows = await tx.fetchall(self.dialect.sql(
                 "SELECT guild_id, name FROM tokens WHERE revoked_at IS NULL"
                 f" AND guild_id IN ({_in(ids)})"), ids)
         for guild_id, name in rows:
@@ -195,7 +195,7 @@ class AlertStore:
     async def last_uploads(self, guild_id: int, since: int) -> dict[str, int]:
         """Each member's latest upload at or after `since` (epoch ms)."""
         async with self.backend.read() as tx:
-            rows = await tx.fetchall(self._d.sql(
+            rows = await tx.fetchall(self.dialect.sql(
                 "SELECT member, MAX(received_at) FROM uploads WHERE received_at >= %s"
                 " AND guild_id = %s GROUP BY member"), (since, guild_id))
         return {str(member): int(at) for member, at in rows}
@@ -209,7 +209,7 @@ class AlertStore:
             for kind in ("monster", "player"):
                 table = ENTITY_TABLES[kind]
                 for box in boxes:
-                    rows = await tx.fetchall(self._d.sql(
+                    rows = await tx.fetchall(self.dialect.sql(
                         f"SELECT {', '.join(table.columns)} FROM {table.name}"
                         " WHERE guild_id = %s AND x BETWEEN %s AND %s AND y BETWEEN %s AND %s"),
                         (guild_id, *box))
@@ -220,12 +220,12 @@ class AlertStore:
     # -- queueing --------------------------------------------------------------
 
     def _cooldown_sql(self) -> str:
-        if self._d.name == "mysql":
+        if self.dialect.name == "mysql":
             # Affected rows: 1 inserted, 2 updated, 0 left alone (still in its cooldown).
             return ("INSERT INTO alert_cooldowns (rule_id, subject, fired_at) VALUES (%s, %s, %s)"
                     " ON DUPLICATE KEY UPDATE fired_at ="
                     " IF(fired_at <= %s, VALUES(fired_at), fired_at)")
-        return self._d.sql(
+        return self.dialect.sql(
             "INSERT INTO alert_cooldowns (rule_id, subject, fired_at) VALUES (%s, %s, %s)"
             " ON CONFLICT (rule_id, subject) DO UPDATE SET fired_at = excluded.fired_at"
             " WHERE alert_cooldowns.fired_at <= %s")
@@ -233,9 +233,9 @@ class AlertStore:
     def _enqueue_sql(self) -> str:
         insert = ("INSERT INTO alert_outbox (rule_id, guild_id, kind, dedupe_key, fired_at,"
                   " payload, state, next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)")
-        if self._d.name == "mysql":
+        if self.dialect.name == "mysql":
             return insert + " ON DUPLICATE KEY UPDATE id = id"
-        return self._d.sql(insert + " ON CONFLICT (dedupe_key) DO NOTHING")
+        return self.dialect.sql(insert + " ON CONFLICT (dedupe_key) DO NOTHING")
 
     async def record(self, guild_id: int, fired: Sequence[Fired], now: int) -> list[Fired]:
         """Queue the alerts whose subject is out of its cooldown; returns those queued."""
@@ -261,7 +261,7 @@ class AlertStore:
                         limit: int = 20) -> list[Claimed]:
         """Claim queued alerts whose time has come and that nobody holds; oldest first."""
         async with self.backend.read() as tx:
-            rows = await tx.fetchall(self._d.sql(
+            rows = await tx.fetchall(self.dialect.sql(
                 "SELECT id FROM alert_outbox WHERE state = %s AND next_attempt_at <= %s"
                 " AND (claimed_until IS NULL OR claimed_until < %s) ORDER BY id LIMIT %s"),
                 (QUEUED, now, now, limit))
@@ -272,12 +272,12 @@ class AlertStore:
         async def work(tx: Tx) -> list[Row]:
             # The conditions are checked again under the row locks: of two replicas
             # claiming the same row, the second finds it taken.
-            await tx.execute(self._d.sql(
+            await tx.execute(self.dialect.sql(
                 "UPDATE alert_outbox SET claimed_by = %s, claimed_until = %s"
                 f" WHERE id IN ({_in(ids)}) AND state = %s AND next_attempt_at <= %s"
                 " AND (claimed_until IS NULL OR claimed_until < %s)"),
                 (owner, now + lease_ms, *ids, QUEUED, now, now))
-            return await tx.fetchall(self._d.sql(
+            return await tx.fetchall(self.dialect.sql(
                 "SELECT o.id, o.rule_id, o.kind, r.webhook, o.payload, o.attempts, o.fired_at"
                 " FROM alert_outbox o JOIN alert_rules r ON r.id = o.rule_id"
                 " WHERE o.claimed_by = %s AND o.state = %s ORDER BY o.id"), (owner, QUEUED))
@@ -289,7 +289,7 @@ class AlertStore:
     async def next_attempt(self, now: int) -> int | None:
         """When the next queued alert that nobody holds comes due (epoch ms), if any."""
         async with self.backend.read() as tx:
-            rows = await tx.fetchall(self._d.sql(
+            rows = await tx.fetchall(self.dialect.sql(
                 "SELECT MIN(next_attempt_at) FROM alert_outbox WHERE state = %s"
                 " AND (claimed_until IS NULL OR claimed_until < %s)"), (QUEUED, now))
         return int(rows[0][0]) if rows and rows[0][0] is not None else None
@@ -304,7 +304,7 @@ class AlertStore:
 
     async def _finish(self, alert_id: int, state: str, now: int, error: str | None) -> None:
         async def work(tx: Tx) -> None:
-            await tx.execute(self._d.sql(
+            await tx.execute(self.dialect.sql(
                 "UPDATE alert_outbox SET state = %s, sent_at = %s, last_error = %s,"
                 " attempts = attempts + 1, claimed_by = NULL, claimed_until = NULL"
                 " WHERE id = %s"), (state, now if state == SENT else None, error, alert_id))
@@ -315,7 +315,7 @@ class AlertStore:
                           attempt: bool = True) -> None:
         """Release the claim; the alert is due again at `next_at`."""
         async def work(tx: Tx) -> None:
-            await tx.execute(self._d.sql(
+            await tx.execute(self.dialect.sql(
                 "UPDATE alert_outbox SET attempts = attempts + %s, next_attempt_at = %s,"
                 " last_error = %s, claimed_by = NULL, claimed_until = NULL WHERE id = %s"),
                 (1 if attempt else 0, next_at, error[:200], alert_id))
@@ -327,7 +327,7 @@ class AlertStore:
         (whichever rule it belongs to) waits. The webhook is named by a rule id, never
         passed as a parameter, which some drivers' debug logs print."""
         async def work(tx: Tx) -> None:
-            await tx.execute(self._d.sql(
+            await tx.execute(self.dialect.sql(
                 "UPDATE alert_outbox SET next_attempt_at = %s WHERE state = %s"
                 " AND next_attempt_at < %s AND rule_id IN"
                 " (SELECT r.id FROM alert_rules r JOIN alert_rules held"
@@ -339,13 +339,13 @@ class AlertStore:
     async def disable_rule(self, rule_id: int, now: int, reason: str) -> list[str]:
         """Disable a rule and drop its queued alerts; returns the kinds dropped."""
         async def work(tx: Tx) -> list[str]:
-            await tx.execute(self._d.sql(
+            await tx.execute(self.dialect.sql(
                 "UPDATE alert_rules SET disabled_at = %s, disabled_reason = %s"
                 " WHERE id = %s AND disabled_at IS NULL"), (now, reason[:200], rule_id))
-            rows = await tx.fetchall(self._d.sql(
+            rows = await tx.fetchall(self.dialect.sql(
                 "SELECT kind FROM alert_outbox WHERE rule_id = %s AND state = %s"),
                 (rule_id, QUEUED))
-            await tx.execute(self._d.sql(
+            await tx.execute(self.dialect.sql(
                 "UPDATE alert_outbox SET state = %s, last_error = %s, claimed_by = NULL,"
                 " claimed_until = NULL WHERE rule_id = %s AND state = %s"),
                 (DROPPED, reason[:200], rule_id, QUEUED))
@@ -363,10 +363,10 @@ class AlertStore:
     async def prune(self, before: int) -> int:
         """Forget sent and dropped alerts, and cooldowns, older than `before`."""
         async def work(tx: Tx) -> int:
-            count = await tx.execute(self._d.sql(
+            count = await tx.execute(self.dialect.sql(
                 "DELETE FROM alert_outbox WHERE state <> %s AND fired_at < %s"),
                 (QUEUED, before))
-            await tx.execute(self._d.sql("DELETE FROM alert_cooldowns WHERE fired_at < %s"),
+            await tx.execute(self.dialect.sql("DELETE FROM alert_cooldowns WHERE fired_at < %s"),
                              (before,))
             return count
 

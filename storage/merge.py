@@ -1,13 +1,17 @@
-"""Pure merge of one view into what the guild knew: rows to write and the event.
+"""Pure merges of one upload into what the guild knew: rows to write and the event.
 
 A view is the truth for the tiles it covers: whatever was known on a covered tile and
 is absent from the view has left it; whatever the view shows is there now (moving it
 if it was known elsewhere). Tiles outside the view keep what was known.
+
+A profile or group page adds to what is known of its players: a field it leaves out
+(None) keeps the known value.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -15,6 +19,7 @@ from parsers import Tile
 from storage.model import (
     Area,
     EntityState,
+    MemberProfile,
     MonsterState,
     ObjectState,
     PlaceState,
@@ -149,3 +154,57 @@ def _sort_key(entity: EntityState) -> tuple[int, int, str] | tuple[int]:
     # Rows are written in key order so that concurrent transactions lock alike.
     key = entity_key(entity)
     return key if isinstance(key, tuple) else (key,)
+
+
+def merge_players(known: Mapping[int, MemberProfile],
+                  rows: Sequence[Mapping[str, Any]]) -> list[MemberProfile]:
+    """The players as stored once `rows` (MemberProfile fields, `id` among them) are
+    upserted with `keep_known` (storage/dialects.py): a new player is stored as given;
+    over a known one, each value given replaces the stored one and each None keeps it
+    (`col = COALESCE(new, col)`). In id order, as a read of the rows would return them.
+    """
+    merged = []
+    for row in sorted(rows, key=lambda r: int(r["id"])):
+        old = known.get(row["id"])
+        if old is None:
+            merged.append(MemberProfile(**row))
+        else:
+            merged.append(msgspec.structs.replace(
+                old, **{name: value for name, value in row.items() if value is not None}))
+    return merged
+
+
+def player_map_state(profile: MemberProfile | None) -> PlayerState | None:
+    """A player as the map shows it, or None while its position is unknown."""
+    if profile is None or profile.x is None or profile.y is None:
+        return None
+    return PlayerState(profile.id, profile.name, profile.level, profile.wounds, profile.guild_id,
+                       profile.guild_name, profile.x, profile.y, profile.seen_at or 0,
+                       profile.seen_by or "")
+
+
+@dataclass
+class PlayerChanges:
+    """What a profile or group page changed on the map: its event's entity lists."""
+
+    appeared: list[EntityState] = field(default_factory=list)
+    moved: list[EntityState] = field(default_factory=list)
+    changed: list[EntityState] = field(default_factory=list)
+
+
+def player_changes(known: Mapping[int, MemberProfile],
+                   merged: Sequence[MemberProfile]) -> PlayerChanges:
+    """Players that appeared on the map, moved on it, or were seen again where they were."""
+    changes = PlayerChanges()
+    for profile in merged:
+        state = player_map_state(profile)
+        if state is None:
+            continue
+        old_state = player_map_state(known.get(profile.id))
+        if old_state is None:
+            changes.appeared.append(state)
+        elif (old_state.x, old_state.y) != (state.x, state.y):
+            changes.moved.append(state)
+        else:
+            changes.changed.append(state)
+    return changes

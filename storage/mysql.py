@@ -59,6 +59,8 @@ class _MySQLTx:
         # One round trip: the statements, interpolated exactly as `execute` would, go as
         # one multi-statement query and come back as one result set each. MariaDB stops
         # at the first failing statement, whose error is raised here.
+        if not statements:
+            return []
         cursor = self._cursor
         await cursor.execute(";\n".join(cursor.mogrify(sql, params or None)
                                          for sql, params in statements))

@@ -20,6 +20,7 @@ from hub.app import create_app
 from hub.settings import Settings
 from storage import Store, migrate, open_store
 from storage.model import Member
+from storage.tokens import hash_token
 from tests.support.dump import empty_database
 from tests.support.servers import HubProcess, PrivateRedis
 
@@ -171,7 +172,7 @@ def auth(token: str, scheme: str = "Bearer") -> dict[str, str]:
 
 async def member_of(store: Store, token: str) -> Member:
     """The member a token belongs to (fails the test if it has none)."""
-    member = await store.find_member(token)
+    member = await store.find_member_by_hash(hash_token(token))
     assert member is not None
     return member
 

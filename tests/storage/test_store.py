@@ -7,12 +7,16 @@ import io
 import json
 from typing import Any
 
+import msgspec
 from aiohttp.test_utils import TestClient
 from PIL import Image
 
-from parsers import decode_view
+from parsers import Caracs, GroupMember, Profile, decode_view
 from storage import Store
 from storage.backend import Tx
+from storage.model import MemberProfile
+from storage.tables import PROFILE_SQL_COLUMNS
+from storage.tokens import hash_token
 from tests.conftest import TokenMaker, auth, member_of
 from tests.support.hexes import disk
 
@@ -212,3 +216,90 @@ async def test_worldmap_follows_tile_changes(client: TestClient, make_token: Tok
     assert image.size == (1000, 500)
     assert image.getpixel((30, 30)) != (0, 0, 0, 0)
     assert image.getpixel((30, 30)) != image.getpixel((20, 20))
+
+
+async def _players(store: Store, guild_id: int, ids: list[int]) -> list[MemberProfile]:
+    """The players' rows as stored, read back."""
+    async with store.backend.read() as tx:
+        rows = await tx.fetchall(
+            store.dialect.sql(f"SELECT {PROFILE_SQL_COLUMNS} FROM players WHERE guild_id = %s "
+                              f"AND id IN ({', '.join(['%s'] * len(ids))}) ORDER BY id"),
+            [guild_id, *ids])
+    return [MemberProfile(*row) for row in rows]
+
+
+async def test_player_pages_report_the_rows_a_reread_gives(store: Store,
+                                                           make_token: TokenMaker) -> None:
+    # The event of a profile or group page is computed, not read back: it must say
+    # exactly what is stored, including the fields a page leaves out (None keeps the
+    # known value) and the ones only a view sets (wounds, guild).
+    member = await member_of(store, await make_token(18, "Alice"))
+    bob = {"id": 5, "name": "Bob", "level": 4, "wounds": "Indemne", "guildId": 77,
+           "guildName": "Les Nains"}
+    body, tiles = _decode(_view(50, 50, 1, {(50, 50): {"pcs": [bob]}}))
+    await store.apply_view(member, tiles, body, 1_000)
+
+    profile = Profile(id=5, name="Bob", x=50, y=51, level=None, race="Nain", dla=None,
+                      pas=3, caracs=Caracs(pv=7, pv_max=None))
+    first = await store.apply_profile(member, profile, b"profile-1", 2_000)
+    assert first.event.members == await _players(store, 18, [5])
+    assert msgspec.json.decode(first.body) == msgspec.to_builtins(first.event)
+    (bob_after,) = first.event.members
+    assert (bob_after.level, bob_after.wounds, bob_after.guild_id, bob_after.race, bob_after.pv,
+            bob_after.pv_max, bob_after.profile_at) == (4, "Indemne", 77, "Nain", 7, None, 2_000)
+    assert [(p.id, p.x, p.y) for p in first.event.moved] == [(5, 50, 51)]  # type: ignore[union-attr]
+
+    # The same player in a group page, with nulls, beside a player nobody saw yet.
+    group = [GroupMember(id=5, name="Bob", x=50, y=51, race=None, level=6, pc=None),
+             GroupMember(id=8, name="Cid", x=52, y=50, race="Elfe", level=None, pc=2)]
+    second = await store.apply_group(member, group, b"group-1", 3_000)
+    assert second.event.members == await _players(store, 18, [5, 8])
+    bob_after, cid = second.event.members
+    assert (bob_after.race, bob_after.level, bob_after.pv, bob_after.profile_at,
+            bob_after.group_at) == ("Nain", 6, 7, 2_000, 3_000)
+    assert (cid.race, cid.level, cid.pc, cid.wounds, cid.profile_at) == ("Elfe", None, 2, None, None)
+    assert [p.id for p in second.event.changed] == [5]  # type: ignore[union-attr]
+    assert [p.id for p in second.event.appeared] == [8]  # type: ignore[union-attr]
+
+    # A profile again, with fewer fields: what it leaves out is still known.
+    third = await store.apply_profile(member, Profile(id=5, name="Bob", x=50, y=51), b"p2", 4_000)
+    assert third.event.members == await _players(store, 18, [5])
+    assert (third.event.members[0].race, third.event.members[0].level,
+            third.event.members[0].pas) == ("Nain", 6, 3)
+
+    empty = await store.apply_group(member, [], b"[]", 5_000)
+    assert (empty.event.seq, empty.event.members, empty.event.kind) == (5, [], "group")
+    assert [seq for seq, _ in await store.events_after(18, 0)] == [1, 2, 3, 4, 5]
+
+
+async def test_reset_feeds_starts_a_history_of_its_own_per_guild(
+        store: Store, make_token: TokenMaker) -> None:
+    for guild in (21, 22):
+        member = await member_of(store, await make_token(guild, "Alice"))
+        body, tiles = _decode(_view(10, 10, 1))
+        await store.apply_view(member, tiles, body, 1_000)
+        await store.apply_view(member, tiles, body, 2_000)
+    before = await store.feed_heads()
+    kept = {guild: await store.events_after(guild, 0) for guild in (21, 22)}
+
+    epochs = await store.reset_feeds()
+
+    after = await store.feed_heads()
+    assert epochs.keys() == after.keys() == {21, 22}
+    assert {guild: epoch for guild, (epoch, _) in after.items()} == epochs
+    assert len(set(epochs.values())) == 2
+    for guild in (21, 22):
+        assert after[guild] != before[guild] and after[guild][1] == before[guild][1] == 2
+        assert await store.events_after(guild, 0) == kept[guild]
+
+
+async def test_add_tokens_skips_the_known_ones(store: Store) -> None:
+    known = await store.add_token(23, "Alice", None, 1)
+    assert await store.add_tokens(23, {}, 2) == 0
+    many = {f"token-{i}": (f"M{i}", None) for i in range(2_100)}  # several statements
+    assert await store.add_tokens(23, {known: ("Alice", None), **many}, 2) == 2_100
+    assert await store.add_tokens(23, many, 3) == 0
+    listed = await store.list_tokens()
+    assert len(listed) == 2_101 and {t.created_at for t in listed} == {1, 2}
+    member = await store.find_member_by_hash(hash_token("token-7"))
+    assert member is not None and (member.guild_id, member.name) == (23, "M7")
