@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -62,6 +63,27 @@ def go_to(page: Page, x: int, y: int) -> None:
     page.fill("#search-text", f"{x}, {y}")
     page.press("#search-text", "Enter")
     expect(page.locator("#hex-details")).to_have_attribute("data-hex", f"{x},{y}")
+
+
+def listed_hex(page: Page, act: Callable[[], None], *, changes: bool = True) -> tuple[int, int]:
+    """Do `act` (a tap, a key) and read the hex the page lists once it has handled it.
+
+    The page redraws the listed hex whenever the state under it changes (a live event,
+    the snapshot after the map moved), so a marker written into the panel could be
+    overwritten with the old hex before `act` is handled: with `changes`, the wait is
+    for a hex other than the one listed before instead.
+    """
+    details = page.locator("#hex-details")
+    shown = details.get_attribute("data-hex") if changes else "pending"
+    if not changes:
+        # The answer may be the hex already listed: a redraw would write that same hex.
+        page.evaluate("document.querySelector('#hex-details').dataset.hex = 'pending'")
+    act()
+    page.wait_for_function(
+        "shown => { const hex = document.querySelector('#hex-details').dataset.hex;"
+        " return hex && hex !== shown; }", arg=shown)
+    x, y = str(details.get_attribute("data-hex")).split(",")
+    return int(x), int(y)
 
 
 def listed(page: Page) -> list[dict[str, str | None]]:

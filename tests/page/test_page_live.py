@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Browser, Page, WebSocket, expect
 
 from tests.page.conftest import Hub, screenshot
-from tests.page.scenario import comparable, expected, go_to, listed, open_page, replay
+from tests.page.scenario import comparable, expected, go_to, listed, listed_hex, open_page, replay
 
 pytestmark = pytest.mark.slow
 
@@ -108,14 +108,8 @@ def _pinch(page: Page, centre: tuple[float, float], start: float, end: float, st
 
 
 def _tapped_hex(page: Page, point: tuple[float, float]) -> tuple[int, int]:
-    """Tap a point of the map and read which hex the page lists (once it has listed it)."""
-    page.evaluate("document.querySelector('#hex-details').dataset.hex = 'pending'")
-    page.touchscreen.tap(*point)
-    expect(page.locator("#hex-details")).not_to_have_attribute("data-hex", "pending")
-    hex_ = page.locator("#hex-details").get_attribute("data-hex")
-    assert hex_
-    x, y = hex_.split(",")
-    return int(x), int(y)
+    """Tap a point of the map off the listed hex, and read the hex the page lists then."""
+    return listed_hex(page, lambda: page.touchscreen.tap(*point))
 
 
 def test_a_phone_screen_has_the_map_above_a_usable_panel(hub: Hub, browser: Browser) -> None:

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.page.conftest import OTHER_GUILD, Hub, screenshot
-from tests.page.scenario import comparable, expected, go_to, listed, open_page, replay
+from tests.page.scenario import comparable, expected, go_to, listed, listed_hex, open_page, replay
 
 pytestmark = pytest.mark.slow
 
@@ -66,11 +65,10 @@ def test_uploads_change_the_page_live_and_other_guilds_never_show(hub: Hub, page
                 "x": first.x, "y": first.y}
     guild.world.monsters[newcomer["id"]] = newcomer
     view = guild.world.view(first.x, first.y, 4)
-    sent = time.monotonic()
     hub.post("/view", token, view)
+    # Live, without a reload (checked below); how fast is measured by bench.page.
     dragon = page.locator("#hex-details li[data-kind=monster][data-name='Dragon rouge']")
-    expect(dragon).to_have_count(1, timeout=1000)
-    assert time.monotonic() - sent < 2.0  # the upload's own round trip included
+    expect(dragon).to_have_count(1)
     expect(dragon).to_contain_text("level 42")
 
     # Another guild sees a monster on the same hex: this guild's page never shows it.
@@ -83,21 +81,16 @@ def test_uploads_change_the_page_live_and_other_guilds_never_show(hub: Hub, page
     # The dragon dies: the next view no longer has it.
     del guild.world.monsters[newcomer["id"]]
     hub.post("/view", token, guild.world.view(first.x, first.y, 4))
-    expect(dragon).to_have_count(0, timeout=1000)
+    expect(dragon).to_have_count(0)
     assert len(listed(page)) == before
     page.wait_for_timeout(1500)
     expect(page.locator("#hex-details li[data-name='Espion']")).to_have_count(0)
     assert page.evaluate("window.__reloaded") is False  # same document: no reload
 
 
-def _enter_lists(page: Page) -> tuple[int, int]:
+def _enter_lists(page: Page, *, changes: bool = True) -> tuple[int, int]:
     """Press Enter on the map and read the hex the page then lists."""
-    details = page.locator("#hex-details")
-    page.evaluate("document.querySelector('#hex-details').dataset.hex = 'pending'")
-    page.keyboard.press("Enter")
-    expect(details).not_to_have_attribute("data-hex", "pending")
-    x, y = str(details.get_attribute("data-hex")).split(",")
-    return int(x), int(y)
+    return listed_hex(page, lambda: page.keyboard.press("Enter"), changes=changes)
 
 
 def test_the_keyboard_pans_zooms_and_reaches_the_hex_list(hub: Hub, page: Page) -> None:
@@ -106,7 +99,7 @@ def test_the_keyboard_pans_zooms_and_reaches_the_hex_list(hub: Hub, page: Page) 
     open_page(page, hub, guild.tokens[first.name])
     go_to(page, first.x, first.y)
     page.focus("#overlay")
-    assert _enter_lists(page) == (first.x, first.y)  # Enter lists the centre hex
+    assert _enter_lists(page, changes=False) == (first.x, first.y)  # the centre hex
     for _ in range(3):
         page.keyboard.press("ArrowLeft")
     mx, my = _enter_lists(page)
