@@ -32,7 +32,7 @@ from hub.snapshots import Snapshots
 from storage import Store, StoreError
 from storage.merge import EntityKey, entity_key, hex_distance
 from storage.model import Area, Committed, EntityState, Event
-from storage.store import iter_entities
+from storage.reads import iter_entities
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import msgspec
 from hub import feed_protocol as proto
 from storage import Store
 from storage.model import Area, State
-from storage.store import STATE_KINDS, PageCursor
+from storage.reads import STATE_KINDS, PageCursor
 
 if TYPE_CHECKING:
     from hub.feed import Subscription

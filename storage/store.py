@@ -6,12 +6,9 @@ feed_log.py), each holding only the backend and its dialect (storage/base.py).
 from __future__ import annotations
 
 from storage.feed_log import FeedLog
-from storage.reads import STATE_KINDS, PageCursor, Reads, iter_entities
+from storage.reads import Reads
 from storage.tokens import Tokens
-from storage.uploads import UPLOAD_KEY_TTL_MS, Uploads
-
-# Also importable from here, where they lived before the parts had modules of their own.
-__all__ = ["STATE_KINDS", "UPLOAD_KEY_TTL_MS", "PageCursor", "Store", "iter_entities"]
+from storage.uploads import Uploads
 
 
 class Store(Tokens, Uploads, Reads, FeedLog):

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from parsers import decode_view
 from storage import DuplicateUpload, Store
-from storage.store import UPLOAD_KEY_TTL_MS
+from storage.uploads import UPLOAD_KEY_TTL_MS
 from tests.conftest import TokenMaker, auth, member_of
 from tests.support.dump import snapshot
 from tests.support.payloads import PLAYER, encode, make_group, make_profile, make_view
