@@ -13,11 +13,11 @@ from aiohttp import web
 from hub import keys, ops, page, reads, uploads, ws
 from hub.alerts.service import alerts_ctx
 from hub.auth import Authenticator, auth_middleware
-from hub.bus import Bus, LocalBus, RedisBus
 from hub.clock import now_ms
 from hub.drain import InFlight, inflight_middleware
 from hub.errors import error_middleware
 from hub.feed import Feed
+from hub.feed.bus import Bus, LocalBus, RedisBus
 from hub.forwarded import forwarded_middleware, parse_networks
 from hub.metrics import Metrics, get_metrics, metrics_middleware
 from hub.settings import Settings

@@ -39,7 +39,7 @@ TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple)
 # belongs here: Redis does not (delivery falls back to polling without it).
 READINESS_CHECKS = web.AppKey("readiness_checks", list[Callable[[], str | None]])
 
-# The live feed (hub/feed.py): uploads are published to it, websockets subscribe to it.
+# The live feed (hub/feed/): uploads are published to it, websockets subscribe to it.
 FEED: web.AppKey[Feed] = web.AppKey("feed")
 # The open websockets (hub/ws/), closed with 1001 on shutdown.
 # Open websockets and their transports (to drop a client that will not take a close).

@@ -9,7 +9,7 @@ import aiohttp
 import msgspec
 from aiohttp.test_utils import TestClient
 
-from hub.snapshots import MAX_FRAME_BYTES, encoded_chunks
+from hub.feed.snapshots import MAX_FRAME_BYTES, encoded_chunks
 from parsers import decode_view
 from storage import Store
 from storage.model import Area, TileState

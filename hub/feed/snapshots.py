@@ -28,7 +28,7 @@ from storage.model import Area, State
 from storage.reads import STATE_KINDS, PageCursor
 
 if TYPE_CHECKING:
-    from hub.feed import Subscription
+    from hub.feed.subscription import Subscription
 
 log = logging.getLogger(__name__)
 
