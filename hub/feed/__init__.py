@@ -130,11 +130,15 @@ class Feed:
         """Follow a guild's feed: (whether `resume` is replayable, how to stop).
 
         The subscription holds live events from before anything is read. The feed head
-        is then read once: here, to start the guild's pump or to check `resume`, or
-        else by the snapshot, as its own starting position. The snapshot (or the replay
-        after `resume`) and the live events follow in a task of their own, which first
-        runs at the caller's next await: the answer the caller queues right away goes
-        out before them.
+        is then read here only to start the guild's pump (its first subscriber on this
+        replica) or to check `resume`; a snapshot reads its own starting position with
+        the state it sends. So a replay, or a snapshot of a guild already pumping, reads
+        the head once; a snapshot that starts the pump reads it twice, because the pump
+        must start at or before the snapshot's position (the events between the two are
+        held, then dropped by seq) and the snapshot's position must be read with its
+        state. The snapshot (or the replay after `resume`) and the live events follow in
+        a task of their own, which first runs at the caller's next await: the answer the
+        caller queues right away goes out before them.
         """
         sub = Subscription(sink=sink, sub_id=sub_id, guild_id=guild_id, area=area,
                            max_messages=self._settings.ws_queue_messages,
