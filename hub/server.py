@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -20,6 +21,17 @@ from storage import StoreUnavailable, migrate
 log = logging.getLogger(__name__)
 
 MIGRATE_PATIENCE_SECONDS = 60
+
+# The cyclic garbage collector's thresholds while serving. With CPython's default
+# (700, 10, 10) an upload, which allocates thousands of objects, runs several young
+# collections that move its objects still in use into the oldest generation, so full
+# collections keep coming under uploads (every ~35 s at 10 uploads/s). One walks
+# every tracked object with the event loop stopped, and each open websocket holds a few
+# hundred: 1.2-1.4 s per collection with 12,000 sockets (bench.capacity, 200 guilds),
+# every request waiting meanwhile. With a larger first threshold an upload's objects
+# die young; a full collection then waits for CPython's own rule (the long-lived
+# objects grew by a quarter, e.g. many new sockets). See docs/performance.md.
+COLLECTOR_THRESHOLDS = (50_000, 20, 10)
 
 
 def register_commands(commands: argparse._SubParsersAction) -> None:
@@ -82,6 +94,8 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     port = args.port or settings.port
     check_listen_address(host, port)
     _migrate_patiently(settings)
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)
+    log.info("garbage collector thresholds %s", "/".join(map(str, gc.get_threshold())))
     asyncio.run(serve(create_app(settings), host, port, settings.shutdown_timeout))
     return 0
 
