@@ -34,6 +34,7 @@ class _Head(msgspec.Struct):
 
 _HEAD = msgspec.json.Decoder(_Head)
 
+
 class GuildFeed:
     """The local subscribers of one guild and the pump that feeds them in order."""
 

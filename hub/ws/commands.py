@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from hub import feed_protocol as proto
 from hub.clock import now_ms
-from hub.feed.subscription import Position
+from hub.feed import Position
 from hub.ws.registry import command
 from hub.ws.session import Session
 from storage.model import Area
